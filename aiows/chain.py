@@ -1,0 +1,235 @@
+"""Middleware chains, composed once when the server starts.
+
+A chain is a linked list of native step objects: each middleware step calls
+its middleware's hook with the next step as ``handler``; the last step
+validates the message and calls the user's handler. Hooks a middleware does
+not override are left out, so they cost nothing per event.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from .exceptions import MessageValidationError, RouterError
+from .messages import BaseMessage
+from .middleware.base import BaseMiddleware
+from .router import Router
+from .types import ConnectHandler, DisconnectHandler, JSONObject, MessageHandler
+from .websocket import WebSocket
+
+__all__ = [
+    "ConnectStep",
+    "DisconnectStep",
+    "MessageStep",
+    "compose_connect",
+    "compose_disconnect",
+    "compose_message",
+    "overrides",
+]
+
+logger = logging.getLogger("aiows")
+
+_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
+def overrides(middleware: BaseMiddleware, hook: str) -> bool:
+    """Whether ``middleware`` overrides ``BaseMiddleware``'s ``hook``."""
+    return getattr(type(middleware), hook) is not getattr(BaseMiddleware, hook)
+
+
+def adapter_for(annotation: Any) -> TypeAdapter[Any]:
+    """The cached ``TypeAdapter`` for a message model (or any annotation)."""
+    adapter = _adapters.get(annotation)
+    if adapter is None:
+        adapter = TypeAdapter(annotation)
+        _adapters[annotation] = adapter
+    return adapter
+
+
+def message_model(handler: MessageHandler) -> Any:
+    """The annotation of ``handler``'s message parameter (``BaseMessage`` if none)."""
+    name = getattr(handler, "__qualname__", repr(handler))
+    parameters = list(inspect.signature(handler).parameters.values())
+    if len(parameters) < 2:
+        raise RouterError(f"message handler {name} must accept (websocket, message)")
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception as exc:
+        raise RouterError(f"cannot resolve the annotations of {name}: {exc}") from exc
+    return hints.get(parameters[1].name, BaseMessage)
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{"loc", "msg", "type"}`` dicts, without the input."""
+    return [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+class MessageStep:
+    """One link of a message chain; calling it runs the rest of the chain."""
+
+    async def call(self, websocket: WebSocket, message: JSONObject) -> Any:
+        raise NotImplementedError
+
+    async def __call__(self, websocket: WebSocket, message: JSONObject) -> Any:
+        return await self.call(websocket, message)
+
+
+class MessageMiddlewareStep(MessageStep):
+    def __init__(self, middleware: BaseMiddleware, next_step: MessageStep) -> None:
+        self.middleware = middleware
+        self.next_step = next_step
+
+    async def call(self, websocket: WebSocket, message: JSONObject) -> Any:
+        return await self.middleware.on_message(self.next_step, websocket, message)
+
+
+class MessageHandlerStep(MessageStep):
+    def __init__(self, handler: MessageHandler, adapter: TypeAdapter[Any]) -> None:
+        self.handler = handler
+        self.adapter = adapter
+
+    async def call(self, websocket: WebSocket, message: JSONObject) -> Any:
+        try:
+            model = self.adapter.validate_python(message)
+        except ValidationError as exc:
+            raise MessageValidationError("message failed validation", validation_errors(exc)) from None
+        return await self.handler(websocket, model)
+
+
+class ConnectStep:
+    """One link of the connect chain; calling it runs the rest of the chain."""
+
+    async def call(self, websocket: WebSocket) -> Any:
+        raise NotImplementedError
+
+    async def __call__(self, websocket: WebSocket) -> Any:
+        return await self.call(websocket)
+
+
+class ConnectMiddlewareStep(ConnectStep):
+    def __init__(self, middleware: BaseMiddleware, next_step: ConnectStep) -> None:
+        self.middleware = middleware
+        self.next_step = next_step
+
+    async def call(self, websocket: WebSocket) -> Any:
+        return await self.middleware.on_connect(self.next_step, websocket)
+
+
+class ConnectEndStep(ConnectStep):
+    """The end of one router's (or the server's) connect chain.
+
+    Reaching it counts one pass on the connection: the connection is admitted
+    only when every chain of the tree was passed.
+    """
+
+    def __init__(self, handlers: list[ConnectHandler], children: list[ConnectStep]) -> None:
+        self.handlers = handlers
+        self.children = children
+
+    async def call(self, websocket: WebSocket) -> Any:
+        websocket.connect_passes += 1
+        for handler in self.handlers:
+            await handler(websocket)
+        for child in self.children:
+            await child.call(websocket)
+        return None
+
+
+class DisconnectStep:
+    """One link of the disconnect chain; calling it runs the rest of the chain."""
+
+    async def call(self, websocket: WebSocket, reason: str) -> Any:
+        raise NotImplementedError
+
+    async def __call__(self, websocket: WebSocket, reason: str) -> Any:
+        return await self.call(websocket, reason)
+
+
+class DisconnectMiddlewareStep(DisconnectStep):
+    def __init__(self, middleware: BaseMiddleware, next_step: DisconnectStep) -> None:
+        self.middleware = middleware
+        self.next_step = next_step
+
+    async def call(self, websocket: WebSocket, reason: str) -> Any:
+        return await self.middleware.on_disconnect(self.next_step, websocket, reason)
+
+
+class DisconnectEndStep(DisconnectStep):
+    """Runs every disconnect handler; one that raises is logged and the rest still run."""
+
+    def __init__(self, handlers: list[DisconnectHandler], children: list[DisconnectStep]) -> None:
+        self.handlers = handlers
+        self.children = children
+
+    async def call(self, websocket: WebSocket, reason: str) -> Any:
+        for handler in self.handlers:
+            try:
+                await handler(websocket, reason)
+            except Exception:
+                logger.exception("disconnect handler %s failed", getattr(handler, "__qualname__", handler))
+        for child in self.children:
+            try:
+                await child.call(websocket, reason)
+            except Exception:
+                logger.exception("disconnect middleware failed")
+        return None
+
+
+def compose_message(middlewares: list[BaseMiddleware], handler: MessageHandler) -> MessageStep:
+    """The chain for one message handler: ``middlewares`` outermost first."""
+    step: MessageStep = MessageHandlerStep(handler, adapter_for(message_model(handler)))
+    for middleware in reversed(middlewares):
+        if overrides(middleware, "on_message"):
+            step = MessageMiddlewareStep(middleware, step)
+    return step
+
+
+def compose_connect(middlewares: list[BaseMiddleware], routers: list[Router]) -> ConnectStep:
+    """The connect chain of a router tree: each router's middleware wraps its subtree."""
+    step: ConnectStep = ConnectEndStep([], [_router_connect(router) for router in routers])
+    for middleware in reversed(middlewares):
+        if overrides(middleware, "on_connect"):
+            step = ConnectMiddlewareStep(middleware, step)
+    return step
+
+
+def _router_connect(router: Router) -> ConnectStep:
+    step: ConnectStep = ConnectEndStep(
+        list(router.connect_handlers), [_router_connect(child) for child in router.children]
+    )
+    for middleware in reversed(router.middlewares):
+        if overrides(middleware, "on_connect"):
+            step = ConnectMiddlewareStep(middleware, step)
+    return step
+
+
+def compose_disconnect(middlewares: list[BaseMiddleware], routers: list[Router]) -> DisconnectStep:
+    """The disconnect chain of a router tree, shaped like the connect chain."""
+    step: DisconnectStep = DisconnectEndStep([], [_router_disconnect(router) for router in routers])
+    for middleware in reversed(middlewares):
+        if overrides(middleware, "on_disconnect"):
+            step = DisconnectMiddlewareStep(middleware, step)
+    return step
+
+
+def _router_disconnect(router: Router) -> DisconnectStep:
+    step: DisconnectStep = DisconnectEndStep(
+        list(router.disconnect_handlers), [_router_disconnect(child) for child in router.children]
+    )
+    for middleware in reversed(router.middlewares):
+        if overrides(middleware, "on_disconnect"):
+            step = DisconnectMiddlewareStep(middleware, step)
+    return step
+
+
+def count_routers(routers: list[Router]) -> int:
+    """How many routers a list of router trees holds."""
+    return sum(len(router.walk()) for router in routers)

@@ -1,0 +1,133 @@
+"""The hot path: decode a frame, find its route, run its chain, answer errors.
+
+``Dispatcher`` also runs each connection's life: the connect chain, then one
+message at a time in arrival order, then the disconnect chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from .chain import ConnectStep, DisconnectStep, MessageStep
+from .exceptions import AiowsException, ConnectionError, MessageValidationError
+from .websocket import WebSocket
+
+__all__ = ["Dispatcher", "disconnect_reason"]
+
+logger = logging.getLogger("aiows")
+
+
+def disconnect_reason(code: int | None, reason: str | None) -> str:
+    """The disconnect handlers' ``reason``: ``"1000 (bye)"``, or ``"1006"`` without a reason."""
+    if code is None:
+        code = 1006
+    return f"{code} ({reason})" if reason else str(code)
+
+
+class Dispatcher:
+    """Routes messages of every connection through chains composed once."""
+
+    def __init__(
+        self,
+        routes: dict[str, MessageStep],
+        fallback: MessageStep | None,
+        connect: ConnectStep,
+        disconnect: DisconnectStep,
+        connect_passes: int,
+    ) -> None:
+        self.routes = routes
+        self.fallback = fallback
+        self.connect = connect
+        self.disconnect = disconnect
+        self.connect_passes = connect_passes
+
+    async def serve(self, connection: ServerConnection) -> None:
+        """Run one connection from connect to disconnect."""
+        websocket = WebSocket(connection)
+        if not await self.admit(websocket):
+            return
+        try:
+            while connection.state is State.OPEN:
+                raw = await connection.recv(decode=False)
+                await self.handle(websocket, raw)
+        except (ConnectionClosed, ConnectionError):
+            pass
+        finally:
+            await connection.wait_closed()
+            reason = disconnect_reason(connection.close_code, connection.close_reason)
+            try:
+                await self.disconnect.call(websocket, reason)
+            except Exception:
+                logger.exception("disconnect middleware failed")
+
+    async def admit(self, websocket: WebSocket) -> bool:
+        """Run the connect chain; ``True`` if every part of it let the connection in."""
+        try:
+            await self.connect.call(websocket)
+        except (ConnectionClosed, ConnectionError):
+            return False
+        except Exception:
+            logger.exception("connect handler or middleware failed")
+            await websocket.close(1011, "internal error")
+            return False
+        if websocket.closed:
+            return False
+        if websocket.connect_passes != self.connect_passes:
+            await websocket.close(1008, "connection refused")
+            return False
+        return True
+
+    async def handle(self, websocket: WebSocket, raw: bytes | str) -> None:
+        """Dispatch one frame; every failure becomes one error frame."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await send_error(websocket, "invalid_json", "message is not valid JSON")
+            return
+        if type(data) is not dict:
+            await send_error(websocket, "invalid_message", "message must be a JSON object")
+            return
+        message_type = data.get("type")
+        if not isinstance(message_type, str):
+            await send_error(websocket, "invalid_message", 'message must have a string "type"')
+            return
+        step = self.routes.get(message_type)
+        if step is None:
+            step = self.fallback
+            if step is None:
+                await send_error(websocket, "unknown_type", f"no handler for message type {message_type!r}")
+                return
+        websocket.message_size = len(raw)
+        try:
+            await step.call(websocket, data)
+        except MessageValidationError as exc:
+            await send_error(websocket, exc.code, exc.message, exc.errors)
+        except (ConnectionError, ConnectionClosed):
+            if websocket.closed:
+                raise
+            await internal_error(websocket, message_type)
+        except AiowsException as exc:
+            await send_error(websocket, exc.code, exc.message)
+        except Exception:
+            await internal_error(websocket, message_type)
+
+
+async def internal_error(websocket: WebSocket, message_type: str) -> None:
+    """Log the exception being handled with its traceback; tell the client nothing more."""
+    logger.exception("handler for message type %r failed", message_type)
+    await send_error(websocket, "internal_error", "internal server error")
+
+async def send_error(
+    websocket: WebSocket, code: str, message: str, errors: list[dict[str, Any]] | None = None
+) -> None:
+    """Send one ``{"type": "error", "code", "message"}`` frame (with ``errors`` for validation)."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if errors is not None:
+        frame["errors"] = errors
+    await websocket.send_json(frame)

@@ -1,0 +1,123 @@
+"""``Router``: handler registration by decorators, and router trees."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, TypeVar
+
+from .exceptions import MiddlewareError, RouterError
+from .middleware.base import BaseMiddleware
+from .types import ConnectHandler, DisconnectHandler, MessageHandler
+
+__all__ = ["Router"]
+
+C = TypeVar("C", bound=ConnectHandler)
+M = TypeVar("M", bound=MessageHandler)
+D = TypeVar("D", bound=DisconnectHandler)
+
+
+def _require_coroutine(handler: Callable[..., Any], kind: str) -> None:
+    if not inspect.iscoroutinefunction(handler):
+        name = getattr(handler, "__qualname__", repr(handler))
+        raise RouterError(f"{kind} handler {name} must be an 'async def' function")
+
+
+class Router:
+    """A group of handlers with its own middleware; routers nest.
+
+    Register handlers with ``@router.connect()``, ``@router.message("type")``,
+    ``@router.message()`` (catch-all) and ``@router.disconnect()``, then
+    ``server.include_router(router)``.
+    """
+
+    def __init__(self) -> None:
+        self.connect_handlers: list[ConnectHandler] = []
+        self.message_handlers: dict[str, MessageHandler] = {}
+        self.catch_all: MessageHandler | None = None
+        self.disconnect_handlers: list[DisconnectHandler] = []
+        self.middlewares: list[BaseMiddleware] = []
+        self.children: list[Router] = []
+        self.parent: Router | None = None
+
+    def connect(self) -> Callable[[C], C]:
+        """Decorator: run ``async def handler(websocket)`` when a client connects."""
+
+        def register(handler: C) -> C:
+            _require_coroutine(handler, "connect")
+            self.connect_handlers.append(handler)
+            return handler
+
+        return register
+
+    def message(self, message_type: str | None = None) -> Callable[[M], M]:
+        """Decorator: handle messages whose ``"type"`` is ``message_type``.
+
+        Without a type, the handler is this router's catch-all: it takes the
+        messages no typed handler (in any router) takes. The handler is
+        ``async def handler(websocket, message)``; ``message`` is validated
+        into the model its parameter is annotated with (``BaseMessage`` when
+        not annotated).
+        """
+
+        def register(handler: M) -> M:
+            _require_coroutine(handler, "message")
+            if message_type is None:
+                if self.catch_all is not None:
+                    raise RouterError("this router already has a catch-all message handler")
+                self.catch_all = handler
+            else:
+                if message_type in self.message_handlers:
+                    raise RouterError(f"this router already has a handler for {message_type!r}")
+                self.message_handlers[message_type] = handler
+            return handler
+
+        return register
+
+    def disconnect(self) -> Callable[[D], D]:
+        """Decorator: run ``async def handler(websocket, reason)`` when a client leaves.
+
+        ``reason`` is the close code and the peer's reason, like ``"1000 (bye)"``.
+        """
+
+        def register(handler: D) -> D:
+            _require_coroutine(handler, "disconnect")
+            self.disconnect_handlers.append(handler)
+            return handler
+
+        return register
+
+    def add_middleware(self, middleware: BaseMiddleware) -> None:
+        """Add middleware that wraps only this router's handlers (and its children's)."""
+        if not isinstance(middleware, BaseMiddleware):
+            raise MiddlewareError(f"{middleware!r} is not a BaseMiddleware instance")
+        self.middlewares.append(middleware)
+
+    def include_router(self, router: Router) -> None:
+        """Nest ``router`` under this one: its handlers also run inside this router's middleware."""
+        if router is self:
+            raise RouterError("a router cannot include itself")
+        if router.parent is not None:
+            raise RouterError("this router is already included in another router")
+        ancestor: Router | None = self
+        while ancestor is not None:
+            if ancestor is router:
+                raise RouterError("including this router would create a cycle")
+            ancestor = ancestor.parent
+        router.parent = self
+        self.children.append(router)
+
+    def walk(self) -> list[Router]:
+        """This router and its descendants, depth first, in inclusion order."""
+        routers: list[Router] = [self]
+        for child in self.children:
+            routers.extend(child.walk())
+        return routers
+
+    def middleware_path(self) -> list[BaseMiddleware]:
+        """The middleware that wrap this router's handlers: outermost router's first."""
+        chain: list[BaseMiddleware] = []
+        router: Router | None = self
+        while router is not None:
+            chain[0:0] = router.middlewares
+            router = router.parent
+        return chain

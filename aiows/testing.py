@@ -1,0 +1,158 @@
+"""Test your app over a real socket: ``TestClient`` serves it on 127.0.0.1.
+
+::
+
+    from aiows.testing import TestClient
+
+    async def test_chat() -> None:
+        async with TestClient(server) as client:
+            async with client.connect("/?token=user1secret") as ws:
+                await ws.send_json({"type": "chat", "text": "hi", "user_id": 1})
+                assert (await ws.receive_json())["type"] == "chat"
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from .server import RunningServer, WebSocketServer
+
+__all__ = ["TestClient", "TestConnection"]
+
+#: Seconds a ``receive_*`` or ``wait_closed`` call waits before failing the test.
+DEFAULT_TIMEOUT = 10.0
+
+
+class TestClient:
+    """Serves a ``WebSocketServer`` on an ephemeral loopback port for the ``async with`` block."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, server: WebSocketServer, host: str = "127.0.0.1") -> None:
+        self.app = server
+        self.host = host
+        self._running: RunningServer | None = None
+
+    @property
+    def running(self) -> RunningServer:
+        """The running server (inside ``async with`` only)."""
+        if self._running is None:
+            raise RuntimeError("use the TestClient in 'async with TestClient(server) as client:'")
+        return self._running
+
+    @property
+    def port(self) -> int:
+        """The server's port."""
+        return self.running.port
+
+    def url(self, path: str = "/") -> str:
+        """The ``ws://`` URL of ``path`` on the test server."""
+        return f"ws://{self.host}:{self.port}{path}"
+
+    def connect(self, path: str = "/", headers: dict[str, str] | None = None, **kwargs: Any) -> TestConnection:
+        """A client connection to ``path`` (with the query string), for ``async with``.
+
+        Other keyword arguments go to ``websockets.asyncio.client.connect``.
+        """
+        return TestConnection(self.url(path), headers, kwargs)
+
+    async def __aenter__(self) -> TestClient:
+        self._running = self.app.serve(self.host, 0)
+        await self._running.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.running.close()
+        self._running = None
+
+
+class TestConnection:
+    """One client connection of a ``TestClient``, with JSON helpers and the close code."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, url: str, headers: dict[str, str] | None, options: dict[str, Any]) -> None:
+        self.url = url
+        self.headers = headers
+        self.options = options
+        self._ws: ClientConnection | None = None
+
+    @property
+    def ws(self) -> ClientConnection:
+        """The underlying ``websockets`` client connection."""
+        if self._ws is None:
+            raise RuntimeError("use the connection in 'async with client.connect(...) as ws:'")
+        return self._ws
+
+    async def __aenter__(self) -> TestConnection:
+        self._ws = await connect(self.url, additional_headers=self.headers, **self.options)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.ws.close()
+
+    async def send_json(self, data: Any) -> None:
+        """Send ``data`` as a JSON text frame."""
+        await self.ws.send(orjson.dumps(data).decode())
+
+    async def send_text(self, text: str) -> None:
+        """Send a text frame as is."""
+        await self.ws.send(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame."""
+        await self.ws.send(data)
+
+    async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> str | bytes:
+        """The next frame, ``str`` for text and ``bytes`` for binary."""
+        return await asyncio.wait_for(self.ws.recv(), timeout)
+
+    async def receive_json(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """The next frame, decoded from JSON."""
+        return orjson.loads(await self.receive(timeout))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection from the client side."""
+        await self.ws.close(code, reason)
+
+    async def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> int | None:
+        """Wait until the server closes the connection; return the close code.
+
+        Frames that arrive meanwhile are discarded.
+        """
+
+        async def drain() -> None:
+            try:
+                while True:
+                    await self.ws.recv()
+            except ConnectionClosed:
+                pass
+
+        await asyncio.wait_for(drain(), timeout)
+        return self.close_code
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the server sent (``None`` while open; 1006 if the socket dropped)."""
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason the server sent (``None`` while open)."""
+        return self.ws.close_reason

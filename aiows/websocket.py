@@ -1,0 +1,134 @@
+"""``WebSocket``: the per-connection object handlers receive."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from .exceptions import ConnectionError, InvalidJSONError
+
+__all__ = ["WebSocket", "decode_json", "encode_json"]
+
+
+def _encode_default(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encode_json(data: object) -> bytes:
+    """Encode ``data`` with orjson; pydantic models are dumped first."""
+    return orjson.dumps(data, default=_encode_default)
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Decode one JSON document; raise ``InvalidJSONError`` if it is not valid."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
+
+
+class WebSocket:
+    """One client connection, as handlers and middleware see it.
+
+    ``context`` is a dict private to this connection: middleware and handlers
+    store per-connection data in it (``AuthMiddleware`` sets ``user_id``).
+    ``message_size`` is the size in bytes of the frame being handled.
+    """
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+        self.context: dict[str, Any] = {}
+        self.message_size = 0
+        self.connect_passes = 0
+        self._query_params: dict[str, str] | None = None
+
+    @property
+    def connection(self) -> ServerConnection:
+        """The underlying ``websockets`` connection."""
+        return self._connection
+
+    @property
+    def path(self) -> str:
+        """The request path, without the query string (``"/chat"``)."""
+        request = self._connection.request
+        return urlsplit(request.path).path if request is not None else "/"
+
+    @property
+    def query_params(self) -> dict[str, str]:
+        """The request's query parameters (the last value wins for repeated names)."""
+        if self._query_params is None:
+            request = self._connection.request
+            query = urlsplit(request.path).query if request is not None else ""
+            self._query_params = dict(parse_qsl(query))
+        return self._query_params
+
+    @property
+    def headers(self) -> Headers:
+        """The request's HTTP headers (case-insensitive)."""
+        request = self._connection.request
+        return request.headers if request is not None else Headers()
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it (``(host, port)`` for IP)."""
+        return self._connection.remote_address
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once the connection is closing or closed."""
+        return self._connection.state is not State.OPEN
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code, once the connection is closed (1006 when the peer vanished)."""
+        return self._connection.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason, once the connection is closed."""
+        return self._connection.close_reason
+
+    async def send_json(self, data: object) -> None:
+        """Send ``data`` as one JSON text frame (dicts, lists, models, datetimes...).
+
+        Raises ``aiows.exceptions.ConnectionError`` if the connection is closed.
+        """
+        payload = encode_json(data)
+        try:
+            await self._connection.send(payload, text=True)
+        except ConnectionClosed as exc:
+            raise ConnectionError("connection closed", _code(exc)) from None
+
+    async def send_message(self, message: BaseModel) -> None:
+        """Send a pydantic model (a ``BaseMessage``) as one JSON frame."""
+        await self.send_json(message)
+
+    async def receive_json(self) -> Any:
+        """Wait for the client's next frame and return it decoded.
+
+        Raises ``InvalidJSONError`` for a frame that is not JSON and
+        ``aiows.exceptions.ConnectionError`` once the connection is closed.
+        """
+        try:
+            raw = await self._connection.recv(decode=False)
+        except ConnectionClosed as exc:
+            raise ConnectionError("connection closed", _code(exc)) from None
+        self.message_size = len(raw)
+        return decode_json(raw)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason`` and wait for the closing handshake."""
+        await self._connection.close(code, reason)
+
+
+def _code(exc: ConnectionClosed) -> int:
+    return exc.rcvd.code if exc.rcvd is not None else 1006

@@ -1,0 +1,31 @@
+"""Build: compile the hot-path modules with mypyc unless ``AIOWS_USE_MYPYC=0``.
+
+Package metadata lives in ``pyproject.toml``; this file only adds the
+extension modules.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+#: Modules compiled by mypyc: everything a message touches between recv() and the handler.
+COMPILED_MODULES = [
+    "aiows/websocket.py",
+    "aiows/router.py",
+    "aiows/chain.py",
+    "aiows/dispatch.py",
+    "aiows/middleware/base.py",
+    "aiows/middleware/auth.py",
+    "aiows/middleware/logging.py",
+    "aiows/middleware/rate_limit.py",
+]
+
+ext_modules = []
+if os.environ.get("AIOWS_USE_MYPYC", "1") != "0":
+    from mypyc.build import mypycify
+
+    ext_modules = mypycify(["--config-file=mypy.ini", *COMPILED_MODULES], opt_level="3")
+
+setup(ext_modules=ext_modules)

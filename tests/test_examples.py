@@ -1,0 +1,92 @@
+"""The shipped examples, run as a user runs them: ``python examples/<name>.py PORT``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Poll until the example listens (bounded by ``timeout``)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"example exited early: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"example did not listen on {port} within {timeout} s")
+
+
+def start_example(name: str) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port, process)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
+
+
+@pytest.fixture
+def chat_port() -> Iterator[int]:
+    yield from start_example("simple_chat.py")
+
+
+@pytest.fixture
+def middleware_port() -> Iterator[int]:
+    yield from start_example("middleware_example.py")
+
+
+async def test_simple_chat_broadcasts_to_every_client(chat_port: int) -> None:
+    url = f"ws://127.0.0.1:{chat_port}"
+    async with connect(url) as alice, connect(url) as bob:
+        assert orjson.loads(await alice.recv())["type"] == "welcome"
+        assert orjson.loads(await bob.recv())["type"] == "welcome"
+        await alice.send(orjson.dumps({"type": "chat", "text": "hi bob", "user_id": 1}).decode())
+        for ws in (alice, bob):
+            line = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert line["type"] == "chat" and line["text"] == "hi bob" and line["user_id"] == 1
+        await bob.send(orjson.dumps({"type": "chat", "text": "no user"}).decode())
+        assert orjson.loads(await bob.recv())["code"] == "validation_error"
+
+
+async def test_middleware_example_requires_a_token_and_echoes(middleware_port: int) -> None:
+    url = f"ws://127.0.0.1:{middleware_port}"
+    async with connect(f"{url}?token=user123your-secret-key") as ws:
+        assert orjson.loads(await ws.recv()) == {"type": "welcome", "user_id": "user123", "authenticated": True}
+        await ws.send(orjson.dumps({"type": "echo", "text": "hello"}).decode())
+        echo = orjson.loads(await ws.recv())
+        assert echo["data"]["text"] == "hello" and echo["count"] == 1
+    async with connect(url) as anonymous:
+        await asyncio.wait_for(anonymous.wait_closed(), 5)
+        assert anonymous.close_code == 4401
