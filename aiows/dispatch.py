@@ -10,12 +10,10 @@ import logging
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 from .chain import ConnectStep, DisconnectStep, MessageStep
-from .exceptions import AiowsException, ConnectionError, MessageValidationError
+from .exceptions import AiowsException, MessageValidationError
+from .transport import OPEN, Connection
 from .websocket import WebSocket
 
 __all__ = ["Dispatcher", "disconnect_reason"]
@@ -31,7 +29,10 @@ def disconnect_reason(code: int | None, reason: str | None) -> str:
 
 
 class Dispatcher:
-    """Routes messages of every connection through chains composed once."""
+    """Routes messages of every connection through chains composed once.
+
+    ``connections`` holds the admitted connections that are still open.
+    """
 
     def __init__(
         self,
@@ -46,19 +47,23 @@ class Dispatcher:
         self.connect = connect
         self.disconnect = disconnect
         self.connect_passes = connect_passes
+        self.connections: set[WebSocket] = set()
 
-    async def serve(self, connection: ServerConnection) -> None:
+    async def serve(self, connection: Connection) -> None:
         """Run one connection from connect to disconnect."""
         websocket = WebSocket(connection)
         if not await self.admit(websocket):
             return
+        self.connections.add(websocket)
         try:
-            while connection.state is State.OPEN:
+            while connection.state == OPEN:
                 raw = await connection.recv(decode=False)
                 await self.handle(websocket, raw)
-        except (ConnectionClosed, ConnectionError):
-            pass
+        except Exception:
+            if not websocket.closed:
+                logger.exception("connection failed")
         finally:
+            self.connections.discard(websocket)
             await connection.wait_closed()
             reason = disconnect_reason(connection.close_code, connection.close_reason)
             try:
@@ -70,9 +75,9 @@ class Dispatcher:
         """Run the connect chain; ``True`` if every part of it let the connection in."""
         try:
             await self.connect.call(websocket)
-        except (ConnectionClosed, ConnectionError):
-            return False
         except Exception:
+            if websocket.closed:
+                return False  # the client left during the connect chain
             logger.exception("connect handler or middleware failed")
             await websocket.close(1011, "internal error")
             return False
@@ -108,13 +113,13 @@ class Dispatcher:
             await step.call(websocket, data)
         except MessageValidationError as exc:
             await send_error(websocket, exc.code, exc.message, exc.errors)
-        except (ConnectionError, ConnectionClosed):
-            if websocket.closed:
-                raise
-            await internal_error(websocket, message_type)
         except AiowsException as exc:
+            if websocket.closed:
+                raise  # this client is gone: end its loop
             await send_error(websocket, exc.code, exc.message)
         except Exception:
+            if websocket.closed:
+                raise
             await internal_error(websocket, message_type)
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from pydantic import BaseModel
-from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 from .exceptions import ConnectionError, InvalidJSONError
+from .transport import OPEN, Connection
 
 __all__ = ["WebSocket", "decode_json", "encode_json"]
 
@@ -44,7 +42,7 @@ class WebSocket:
     ``message_size`` is the size in bytes of the frame being handled.
     """
 
-    def __init__(self, connection: ServerConnection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self.context: dict[str, Any] = {}
         self.message_size = 0
@@ -52,8 +50,8 @@ class WebSocket:
         self._query_params: dict[str, str] | None = None
 
     @property
-    def connection(self) -> ServerConnection:
-        """The underlying ``websockets`` connection."""
+    def connection(self) -> Connection:
+        """The underlying transport connection (a ``websockets`` ``ServerConnection`` by default)."""
         return self._connection
 
     @property
@@ -72,10 +70,10 @@ class WebSocket:
         return self._query_params
 
     @property
-    def headers(self) -> Headers:
-        """The request's HTTP headers (case-insensitive)."""
+    def headers(self) -> Mapping[str, str]:
+        """The request's HTTP headers (case-insensitive names)."""
         request = self._connection.request
-        return request.headers if request is not None else Headers()
+        return request.headers if request is not None else {}
 
     @property
     def remote_address(self) -> Any:
@@ -83,9 +81,17 @@ class WebSocket:
         return self._connection.remote_address
 
     @property
+    def client_ip(self) -> str:
+        """The client's IP address (from the socket)."""
+        address = self._connection.remote_address
+        if isinstance(address, tuple) and address:
+            return str(address[0])
+        return str(address)
+
+    @property
     def closed(self) -> bool:
         """``True`` once the connection is closing or closed."""
-        return self._connection.state is not State.OPEN
+        return self._connection.state != OPEN
 
     @property
     def close_code(self) -> int | None:
@@ -105,8 +111,10 @@ class WebSocket:
         payload = encode_json(data)
         try:
             await self._connection.send(payload, text=True)
-        except ConnectionClosed as exc:
-            raise ConnectionError("connection closed", _code(exc)) from None
+        except Exception:
+            if self.closed:
+                raise ConnectionError("connection closed", self.close_code) from None
+            raise
 
     async def send_message(self, message: BaseModel) -> None:
         """Send a pydantic model (a ``BaseMessage``) as one JSON frame."""
@@ -120,15 +128,13 @@ class WebSocket:
         """
         try:
             raw = await self._connection.recv(decode=False)
-        except ConnectionClosed as exc:
-            raise ConnectionError("connection closed", _code(exc)) from None
+        except Exception:
+            if self.closed:
+                raise ConnectionError("connection closed", self.close_code) from None
+            raise
         self.message_size = len(raw)
         return decode_json(raw)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` and wait for the closing handshake."""
         await self._connection.close(code, reason)
-
-
-def _code(exc: ConnectionClosed) -> int:
-    return exc.rcvd.code if exc.rcvd is not None else 1006

@@ -1,0 +1,53 @@
+"""What aiows needs from a WebSocket connection, whichever library serves it.
+
+``websockets`` serves by default; ``picows.websockets`` offers the same
+asyncio API. Both fit the ``Connection`` protocol below, so the compiled core
+never names one library's classes or exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = ["Connection", "RequestLike"]
+
+#: ``connection.state`` value of an open connection (an ``IntEnum`` in both libraries).
+OPEN = 1
+
+
+class RequestLike(Protocol):
+    """The HTTP request that opened a connection."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class Connection(Protocol):
+    """A server-side WebSocket connection, as ``websockets.asyncio`` defines it."""
+
+    @property
+    def request(self) -> RequestLike | None: ...
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    @property
+    def state(self) -> int: ...
+
+    @property
+    def close_code(self) -> int | None: ...
+
+    @property
+    def close_reason(self) -> str | None: ...
+
+    async def recv(self, decode: bool | None = None) -> str | bytes: ...
+
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    async def wait_closed(self) -> None: ...
