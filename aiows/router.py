@@ -7,13 +7,14 @@ from typing import Any, Callable, TypeVar
 
 from .exceptions import MiddlewareError, RouterError
 from .middleware.base import BaseMiddleware
-from .types import ConnectHandler, DisconnectHandler, MessageHandler
+from .types import ConnectHandler, DisconnectHandler, MessageHandler, RawHandler
 
 __all__ = ["Router"]
 
 C = TypeVar("C", bound=ConnectHandler)
 M = TypeVar("M", bound=MessageHandler)
 D = TypeVar("D", bound=DisconnectHandler)
+R = TypeVar("R", bound=RawHandler)
 
 
 def _require_coroutine(handler: Callable[..., Any], kind: str) -> None:
@@ -35,6 +36,7 @@ class Router:
         self.message_handlers: dict[str, MessageHandler] = {}
         self.catch_all: MessageHandler | None = None
         self.disconnect_handlers: list[DisconnectHandler] = []
+        self.raw_handler: RawHandler | None = None
         self.middlewares: list[BaseMiddleware] = []
         self.children: list[Router] = []
         self.parent: Router | None = None
@@ -61,6 +63,8 @@ class Router:
 
         def register(handler: M) -> M:
             _require_coroutine(handler, "message")
+            if self.raw_handler is not None:
+                raise RouterError("this router has a raw frame handler: it cannot also have JSON message handlers")
             if message_type is None:
                 if self.catch_all is not None:
                     raise RouterError("this router already has a catch-all message handler")
@@ -69,6 +73,27 @@ class Router:
                 if message_type in self.message_handlers:
                     raise RouterError(f"this router already has a handler for {message_type!r}")
                 self.message_handlers[message_type] = handler
+            return handler
+
+        return register
+
+    def raw(self) -> Callable[[R], R]:
+        """Decorator: give every frame, unparsed, to ``async def handler(websocket, data)``.
+
+        ``data`` is ``str`` for text frames and ``bytes`` for binary ones;
+        reply with ``websocket.send_text()`` / ``send_bytes()``. Message
+        middleware does not run for raw frames (connect and disconnect
+        middleware do), and a router with a raw handler has no JSON message
+        handlers.
+        """
+
+        def register(handler: R) -> R:
+            _require_coroutine(handler, "raw")
+            if self.message_handlers or self.catch_all is not None:
+                raise RouterError("this router has JSON message handlers: it cannot also have a raw frame handler")
+            if self.raw_handler is not None:
+                raise RouterError("this router already has a raw frame handler")
+            self.raw_handler = handler
             return handler
 
         return register

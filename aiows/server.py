@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import Server, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
-from .chain import compose_connect, compose_disconnect, compose_message, count_routers
-from .chain import MessageStep
-from .dispatch import Dispatcher
+from .admission import ConnectionLimiter
+from .chain import MessageStep, compose_connect, compose_disconnect, compose_message, count_routers
+from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
+from .http import HTTPHandler, HTTPRequest, HTTPResponse, json_response
 from .middleware.base import BaseMiddleware
+from .proxies import TrustedProxies
 from .router import Router
+from .types import RawHandler
+
 
 __all__ = ["RunningServer", "WebSocketServer"]
+
+logger = logging.getLogger("aiows")
 
 #: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
@@ -25,19 +37,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 2**20
 class WebSocketServer:
     """A WebSocket server: add middleware and routers, then ``run()`` or ``serve()``.
 
-    Keyword options (the transport limits of ``websockets``):
-
-    - ``max_message_size``: largest incoming message in bytes (default 1 MiB);
-      a larger one closes the connection with 1009.
-    - ``ping_interval`` / ``ping_timeout``: keepalive pings every 20 s; a peer
-      that does not answer within 20 s is dropped (``None`` turns them off).
-    - ``compression``: ``None`` (default) or ``"deflate"``. Off by default:
-      permessage-deflate costs about 31 KiB of memory per connection that
-      negotiates it and lets a small frame inflate into a large message.
-    - ``open_timeout``: seconds a client has to finish the handshake (default 10).
-    - ``close_timeout``: seconds to wait for the closing handshake (default 10).
-    - ``max_queue``: incoming messages buffered per connection while a handler
-      runs (default 16); past that, reading from the socket pauses.
+    Every option is a keyword argument; the README's "Server options" section
+    documents each one and its default.
     """
 
     def __init__(
@@ -49,19 +50,48 @@ class WebSocketServer:
         compression: str | None = None,
         open_timeout: float | None = 10.0,
         close_timeout: float | None = 10.0,
+        idle_timeout: float | None = None,
+        send_timeout: float | None = None,
         max_queue: int | None = 16,
+        max_concurrent_handlers: int = 1,
+        max_connections: int | None = None,
+        max_connections_per_ip: int | None = None,
+        max_connections_per_ip_per_minute: int | None = None,
+        origins: Sequence[str] | None = None,
+        trusted_proxies: Sequence[str] = (),
+        health_path: str | None = "/healthz",
+        shutdown_grace: float = 10.0,
     ) -> None:
         if compression not in (None, "deflate"):
             raise ValueError(f'compression must be None or "deflate", not {compression!r}')
+        if max_concurrent_handlers < 1:
+            raise ValueError("max_concurrent_handlers must be at least 1")
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.compression = compression
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
+        self.idle_timeout = idle_timeout
+        self.send_timeout = send_timeout
         self.max_queue = max_queue
+        self.max_concurrent_handlers = max_concurrent_handlers
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.max_connections_per_ip_per_minute = max_connections_per_ip_per_minute
+        self.origins = list(origins) if origins is not None else None
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
+        self.health_path = health_path
+        self.shutdown_grace = shutdown_grace
         self.middlewares: list[BaseMiddleware] = []
-        self.routers: list[Router] = []
+        self.mounts: list[tuple[Router, str | None]] = []
+        self.http_routes: dict[str, HTTPHandler] = {}
+        self.running: RunningServer | None = None
+
+    @property
+    def routers(self) -> list[Router]:
+        """Every router included, in inclusion order."""
+        return [router for router, _ in self.mounts]
 
     def add_middleware(self, middleware: BaseMiddleware) -> None:
         """Add middleware around every router; server middleware runs in the order added."""
@@ -69,17 +99,32 @@ class WebSocketServer:
             raise MiddlewareError(f"{middleware!r} is not a BaseMiddleware instance")
         self.middlewares.append(middleware)
 
-    def include_router(self, router: Router) -> None:
-        """Serve ``router`` (and the routers nested in it); call it once per router."""
+    def include_router(self, router: Router, path: str | None = None) -> None:
+        """Serve ``router`` (and the routers nested in it); call it once per router.
+
+        With ``path`` (``"/echo"``) the router serves only connections to that
+        request path; without, it serves every path. A path that no router
+        serves is refused at the handshake with HTTP 404.
+        """
         if router.parent is not None or any(router is served for served in self.routers):
             raise RouterError("this router is already included")
-        self.routers.append(router)
+        if path is not None and not path.startswith("/"):
+            raise RouterError(f"a router path must start with '/', not {path!r}")
+        self.mounts.append((router, path))
 
-    def dispatcher(self) -> Dispatcher:
-        """Compose every chain: done once, when the server starts."""
+    def add_http_route(self, path: str, handler: HTTPHandler) -> None:
+        """Answer plain HTTP GET requests for ``path`` with ``handler(request) -> HTTPResponse``.
+
+        The handler must be synchronous (it runs inside the handshake).
+        """
+        self.http_routes[path] = handler
+
+    def route_table(self, routers: list[Router]) -> RouteTable:
+        """Compose the chains of the routers serving one path: done once, at start."""
         routes: dict[str, MessageStep] = {}
         fallback: MessageStep | None = None
-        for root in self.routers:
+        raw: RawHandler | None = None
+        for root in routers:
             for router in root.walk():
                 middlewares = self.middlewares + router.middleware_path()
                 for message_type, handler in router.message_handlers.items():
@@ -87,24 +132,53 @@ class WebSocketServer:
                         routes[message_type] = compose_message(middlewares, handler)
                 if fallback is None and router.catch_all is not None:
                     fallback = compose_message(middlewares, router.catch_all)
-        return Dispatcher(
+                if raw is None and router.raw_handler is not None:
+                    raw = router.raw_handler
+        if raw is not None and (routes or fallback is not None):
+            raise RouterError("a path served by a raw frame handler cannot also have JSON message handlers")
+        return RouteTable(
             routes,
             fallback,
-            compose_connect(self.middlewares, self.routers),
-            compose_disconnect(self.middlewares, self.routers),
-            1 + count_routers(self.routers),
+            raw,
+            compose_connect(self.middlewares, routers),
+            compose_disconnect(self.middlewares, routers),
+            1 + count_routers(routers),
+        )
+
+    def dispatcher(self) -> Dispatcher:
+        """Compose every path's route table and the connection manager."""
+        everywhere = [router for router, path in self.mounts if path is None]
+        paths = dict.fromkeys(path for _, path in self.mounts if path is not None)
+        tables = {
+            path: self.route_table([router for router, mounted in self.mounts if mounted in (None, path)])
+            for path in paths
+        }
+        limits = (self.max_connections, self.max_connections_per_ip, self.max_connections_per_ip_per_minute)
+        return Dispatcher(
+            tables,
+            self.route_table(everywhere) if everywhere or not paths else None,
+            idle_timeout=self.idle_timeout,
+            send_timeout=self.send_timeout,
+            max_concurrent_handlers=self.max_concurrent_handlers,
+            trusted_proxies=self.trusted_proxies if self.trusted_proxies.networks else None,
+            limiter=ConnectionLimiter(*limits) if any(limit is not None for limit in limits) else None,
         )
 
     def serve(self, host: str = "localhost", port: int = 8000) -> RunningServer:
         """Serve in the running event loop: ``async with server.serve(host, 0) as running:``.
 
         ``running.port`` is the bound port (useful with ``port=0``); leaving the
-        block closes every connection with 1001 and stops the server.
+        block shuts the server down gracefully (see ``RunningServer.shutdown``).
         """
         return RunningServer(self, host, port)
 
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Shut the running server down gracefully (see ``RunningServer.shutdown``)."""
+        if self.running is not None:
+            await self.running.shutdown(grace)
+
     def run(self, host: str = "localhost", port: int = 8000) -> None:
-        """Serve until Ctrl-C or SIGTERM, then close every connection and return."""
+        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return."""
         try:
             asyncio.run(self._run_until_signal(host, port))
         except KeyboardInterrupt:
@@ -121,7 +195,7 @@ class WebSocketServer:
         async with self.serve(host, port) as running:
             print(f"aiows: serving on {running.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
             await stop.wait()
-            print("aiows: shutting down", file=sys.stderr, flush=True)
+            print(f"aiows: shutting down (grace {self.shutdown_grace:g} s)", file=sys.stderr, flush=True)
 
 
 class RunningServer:
@@ -132,6 +206,7 @@ class RunningServer:
         self.host = host
         self.requested_port = port
         self._server: Server | None = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def server(self) -> Server:
@@ -139,6 +214,13 @@ class RunningServer:
         if self._server is None:
             raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
         return self._server
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The connection manager: open connections, route tables, drain state."""
+        if self._dispatcher is None:
+            raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
+        return self._dispatcher
 
     @property
     def port(self) -> int:
@@ -155,9 +237,9 @@ class RunningServer:
     async def start(self) -> None:
         """Compose the chains and start listening."""
         app = self.app
-        dispatcher = app.dispatcher()
+        self._dispatcher = self.app.dispatcher()
         self._server = await serve(
-            dispatcher.serve,
+            self._dispatcher.serve,
             self.host,
             self.requested_port,
             max_size=app.max_message_size,
@@ -167,13 +249,84 @@ class RunningServer:
             open_timeout=app.open_timeout,
             close_timeout=app.close_timeout,
             max_queue=app.max_queue,
+            origins=[*(Origin(origin) for origin in app.origins), None] if app.origins is not None else None,
+            process_request=self.process_request,
+            process_response=self.process_response,
         )
+        app.running = self
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The handshake's checks: HTTP routes and health, paths, drain, connection limits."""
+        url = urlsplit(request.path)
+        dispatcher = self.dispatcher
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return self._http(connection, url.path, url.query, request)
+        if dispatcher.draining:
+            return connection.respond(503, "Server is shutting down.\n")
+        if dispatcher.table_for(url.path) is None:
+            return connection.respond(404, "No WebSocket endpoint at this path.\n")
+        if dispatcher.limiter is not None:
+            ip = dispatcher.client_ip(connection.remote_address, request.headers)
+            refusal = dispatcher.limiter.reserve(connection.remote_address, ip)
+            if refusal is not None:
+                logger.info("refused a connection from %s: HTTP %d", ip, refusal)
+                text = "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n"
+                return connection.respond(refusal, text)
+        return None
+
+    def process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
+        """Free the connection slot of a handshake that did not open a WebSocket."""
+        limiter = self.dispatcher.limiter
+        if response.status_code != 101 and limiter is not None:
+            limiter.release(connection.remote_address)
+
+    def _http(self, connection: ServerConnection, path: str, query: str, request: Request) -> Response | None:
+        app = self.app
+        if app.health_path is not None and path == app.health_path:
+            dispatcher = self.dispatcher
+            status = "draining" if dispatcher.draining else "ok"
+            reply = json_response(
+                {"status": status, "connections": len(dispatcher.connections)}, 503 if dispatcher.draining else 200
+            )
+        elif path in app.http_routes:
+            reply = app.http_routes[path](HTTPRequest(path, dict(parse_qsl(query)), request.headers))
+            if not isinstance(reply, HTTPResponse):
+                raise TypeError(f"HTTP route {path!r} must return an HTTPResponse synchronously")
+        elif self.dispatcher.table_for(path) is not None:
+            return None  # websockets answers 426 Upgrade Required
+        else:
+            return connection.respond(404, "Not Found\n")
+        response = connection.respond(reply.status, "")
+        response.body = reply.body
+        for name, value in {"Content-Type": reply.content_type, **reply.headers}.items():
+            del response.headers[name]
+            response.headers[name] = value
+        del response.headers["Content-Length"]
+        response.headers["Content-Length"] = str(len(reply.body))
+        return response
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Shut down gracefully; returns once every connection is closed.
+
+        Stops accepting connections at once (handshakes in progress get HTTP
+        503); frames that arrive from then on are not dispatched; handlers
+        already running get ``grace`` seconds (default: the server's
+        ``shutdown_grace``) to finish, and each connection is closed with 1001
+        as soon as its handler is done; what is still running after that is
+        cancelled. Disconnect handlers run once per connection.
+        """
+        if self._server is None:
+            return
+        self._server.server.close()  # stop listening now
+        await self.dispatcher.shutdown(self.app.shutdown_grace if grace is None else grace)
+        self._server.close()
+        await self._server.wait_closed()
+        if self.app.running is self:
+            self.app.running = None
 
     async def close(self) -> None:
-        """Close every connection with 1001 and wait until the server has stopped."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """Shut down without a grace period: running handlers are cancelled."""
+        await self.shutdown(0)
 
     async def __aenter__(self) -> RunningServer:
         await self.start()
@@ -185,4 +338,6 @@ class RunningServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.shutdown()
+
+

@@ -12,6 +12,7 @@ __all__ = [
     "JSONObject",
     "MessageHandler",
     "MessageNext",
+    "RawHandler",
 ]
 
 #: A decoded message as middleware sees it: a JSON object with a string ``"type"``.
@@ -28,3 +29,6 @@ MessageNext = Callable[[WebSocket, JSONObject], Awaitable[Any]]
 
 #: ``async def on_disconnect(websocket, reason)``; also what ``on_disconnect`` calls next.
 DisconnectHandler = Callable[[WebSocket, str], Awaitable[Any]]
+
+#: ``async def on_frame(websocket, data)``: every frame unparsed, ``str`` for text, ``bytes`` for binary.
+RawHandler = Callable[[WebSocket, "str | bytes"], Awaitable[Any]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from .exceptions import ConnectionError, InvalidJSONError
 from .transport import OPEN, Connection
 
-__all__ = ["WebSocket", "decode_json", "encode_json"]
+__all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip"]
 
 
 def _encode_default(value: object) -> object:
@@ -42,12 +43,16 @@ class WebSocket:
     ``message_size`` is the size in bytes of the frame being handled.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, client_ip: str | None = None, send_timeout: float | None = None) -> None:
         self._connection = connection
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0
+        self.busy = False
+        self.send_timeout = send_timeout
+        self._client_ip = client_ip
         self._query_params: dict[str, str] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def connection(self) -> Connection:
@@ -82,11 +87,10 @@ class WebSocket:
 
     @property
     def client_ip(self) -> str:
-        """The client's IP address (from the socket)."""
-        address = self._connection.remote_address
-        if isinstance(address, tuple) and address:
-            return str(address[0])
-        return str(address)
+        """The client's IP address: the socket's, or the one a trusted proxy forwarded."""
+        if self._client_ip is None:
+            self._client_ip = peer_ip(self._connection.remote_address)
+        return self._client_ip
 
     @property
     def closed(self) -> bool:
@@ -106,11 +110,29 @@ class WebSocket:
     async def send_json(self, data: object) -> None:
         """Send ``data`` as one JSON text frame (dicts, lists, models, datetimes...).
 
-        Raises ``aiows.exceptions.ConnectionError`` if the connection is closed.
+        Waits while the client is slow to read (or, with the server's
+        ``send_timeout``, closes it with 1013 once that expires). Raises
+        ``aiows.exceptions.ConnectionError`` if the connection is closed.
         """
-        payload = encode_json(data)
+        await self._send(encode_json(data), True)
+
+    async def send_text(self, text: str) -> None:
+        """Send one text frame as is."""
+        await self._send(text, True)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary frame."""
+        await self._send(data, False)
+
+    async def _send(self, payload: str | bytes, text: bool) -> None:
         try:
-            await self._connection.send(payload, text=True)
+            if self.send_timeout is None:
+                await self._connection.send(payload, text=text)
+            else:
+                await asyncio.wait_for(self._connection.send(payload, text=text), self.send_timeout)
+        except asyncio.TimeoutError:
+            self.close_soon(1013, "send timeout")
+            raise ConnectionError("send timed out: the client is not reading", 1013) from None
         except Exception:
             if self.closed:
                 raise ConnectionError("connection closed", self.close_code) from None
@@ -138,3 +160,15 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` and wait for the closing handshake."""
         await self._connection.close(code, reason)
+
+    def close_soon(self, code: int = 1000, reason: str = "") -> None:
+        """Start closing the connection without waiting for the closing handshake."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._connection.close(code, reason))
+
+
+def peer_ip(address: Any) -> str:
+    """The IP address part of a socket address."""
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)

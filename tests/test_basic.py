@@ -173,13 +173,14 @@ def test_chains_are_composed_once_with_only_overriding_middleware() -> None:
     server.add_middleware(ConnectOnly())  # no on_message: not in the message chain
     server.add_middleware(Passthrough())
     server.include_router(router)
-    dispatcher = server.dispatcher()
-    step = dispatcher.routes["chat"]
+    table = server.dispatcher().default
+    assert table is not None
+    step = table.routes["chat"]
     assert isinstance(step, MessageMiddlewareStep)
     assert isinstance(step.next_step, MessageMiddlewareStep)
     assert isinstance(step.next_step.next_step, MessageHandlerStep)
-    assert dispatcher.fallback is None
-    assert dispatcher.connect_passes == 2  # the server's chain and the one router
+    assert table.fallback is None
+    assert table.connect_passes == 2  # the server's chain and the one router
 
 
 class Shout(BaseMessage):
@@ -206,12 +207,13 @@ def test_first_router_wins_and_catch_all_comes_after_typed_handlers() -> None:
     server = WebSocketServer()
     server.include_router(first)
     server.include_router(second)
-    dispatcher = server.dispatcher()
-    shout = dispatcher.routes["shout"]
+    table = server.dispatcher().default
+    assert table is not None
+    shout = table.routes["shout"]
     assert isinstance(shout, MessageHandlerStep) and shout.handler is first_shout
-    whisper = dispatcher.routes["whisper"]
+    whisper = table.routes["whisper"]
     assert isinstance(whisper, MessageHandlerStep) and whisper.handler is nested_whisper
-    fallback = dispatcher.fallback
+    fallback = table.fallback
     assert isinstance(fallback, MessageHandlerStep) and fallback.handler is first_catch_all
 
 
