@@ -132,6 +132,7 @@ class Dispatcher:
         *,
         idle_timeout: float | None = None,
         send_timeout: float | None = None,
+        close_timeout: float | None = 10.0,
         max_concurrent_handlers: int = 1,
         trusted_proxies: TrustedProxies | None = None,
         limiter: Any = None,
@@ -140,6 +141,7 @@ class Dispatcher:
         self.default = default
         self.idle_timeout = idle_timeout
         self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
         self.max_concurrent_handlers = max_concurrent_handlers
         self.trusted_proxies = trusted_proxies
         self.limiter = limiter
@@ -183,11 +185,12 @@ class Dispatcher:
         request = connection.request
         path = urlsplit(request.path).path if request is not None else "/"
         table = self.table_for(path)
-        if table is None:
+        if table is None:  # refused with HTTP 404 at the handshake; kept for safety
             await connection.close(1008, "no route for this path")
             return
         headers: Any = request.headers if request is not None else {}
-        websocket = WebSocket(connection, self.client_ip(connection.remote_address, headers), self.send_timeout)
+        ip = self.client_ip(connection.remote_address, headers)
+        websocket = WebSocket(connection, ip, self.send_timeout, self.close_timeout)
         websocket.busy = True
         if not await table.admit(websocket):
             return
@@ -216,14 +219,15 @@ class Dispatcher:
             except Exception:
                 logger.exception("disconnect middleware failed")
 
-    async def _receive(self, connection: Connection, decode: bool | None) -> bytes | str:
+    async def _receive(self, websocket: WebSocket, decode: bool | None) -> bytes | str:
         """The next frame; with ``idle_timeout``, close with 1001 when none comes in time."""
+        connection = websocket.connection
         if self.idle_timeout is None:
             return await connection.recv(decode)
         try:
             return await asyncio.wait_for(connection.recv(decode), self.idle_timeout)
         except asyncio.TimeoutError:
-            await connection.close(1001, "idle timeout")
+            await websocket.close(1001, "idle timeout")
             raise
 
     async def _read(self, table: RouteTable, websocket: WebSocket) -> None:
@@ -235,7 +239,7 @@ class Dispatcher:
             if self.idle_timeout is None:
                 data = await connection.recv(decode)
             else:
-                data = await self._receive(connection, decode)
+                data = await self._receive(websocket, decode)
             if not self.dispatching(connection):
                 return  # frames that arrive once shutdown started are not dispatched
             websocket.busy = True
@@ -259,7 +263,7 @@ class Dispatcher:
             while self.dispatching(connection):
                 await slots.acquire()
                 try:
-                    data = await self._receive(connection, None if raw_frames else False)
+                    data = await self._receive(websocket, None if raw_frames else False)
                 except BaseException:
                     slots.release()
                     raise

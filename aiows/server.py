@@ -159,6 +159,7 @@ class WebSocketServer:
             self.route_table(everywhere) if everywhere or not paths else None,
             idle_timeout=self.idle_timeout,
             send_timeout=self.send_timeout,
+            close_timeout=self.close_timeout,
             max_concurrent_handlers=self.max_concurrent_handlers,
             trusted_proxies=self.trusted_proxies if self.trusted_proxies.networks else None,
             limiter=ConnectionLimiter(*limits) if any(limit is not None for limit in limits) else None,
@@ -207,6 +208,7 @@ class RunningServer:
         self.requested_port = port
         self._server: Server | None = None
         self._dispatcher: Dispatcher | None = None
+        self._port: int | None = None
 
     @property
     def server(self) -> Server:
@@ -225,8 +227,9 @@ class RunningServer:
     @property
     def port(self) -> int:
         """The port the server listens on (the real one when started with port 0)."""
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
+        if self._port is None:
+            raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
+        return self._port
 
     @property
     def url(self) -> str:
@@ -253,6 +256,7 @@ class RunningServer:
             process_request=self.process_request,
             process_response=self.process_response,
         )
+        self._port = self._server.sockets[0].getsockname()[1]
         app.running = self
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:

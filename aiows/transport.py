@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["Connection", "RequestLike"]
+__all__ = ["Connection", "RequestLike", "abort"]
 
 #: ``connection.state`` value of an open connection (an ``IntEnum`` in both libraries).
 OPEN = 1
@@ -51,3 +51,12 @@ class Connection(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
     async def wait_closed(self) -> None: ...
+
+
+def abort(connection: object) -> None:
+    """Drop the TCP connection at once, without a closing handshake."""
+    transport: Any = getattr(connection, "transport", None)
+    if hasattr(transport, "abort"):  # websockets: an asyncio transport
+        transport.abort()
+    elif hasattr(transport, "disconnect"):  # picows
+        transport.disconnect(graceful=False)

@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .transport import OPEN, Connection
+from .transport import OPEN, Connection, abort
 
 __all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip"]
 
@@ -43,13 +43,20 @@ class WebSocket:
     ``message_size`` is the size in bytes of the frame being handled.
     """
 
-    def __init__(self, connection: Connection, client_ip: str | None = None, send_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        client_ip: str | None = None,
+        send_timeout: float | None = None,
+        close_timeout: float | None = 10.0,
+    ) -> None:
         self._connection = connection
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0
         self.busy = False
         self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
         self._client_ip = client_ip
         self._query_params: dict[str, str] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -158,13 +165,23 @@ class WebSocket:
         return decode_json(raw)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason`` and wait for the closing handshake."""
-        await self._connection.close(code, reason)
+        """Close the connection with ``code`` and ``reason`` and wait for the closing handshake.
+
+        A client that does not complete it within the server's ``close_timeout``
+        (for example one that stopped reading) is disconnected.
+        """
+        try:
+            if self.close_timeout is None:
+                await self._connection.close(code, reason)
+            else:
+                await asyncio.wait_for(self._connection.close(code, reason), self.close_timeout)
+        except asyncio.TimeoutError:
+            abort(self._connection)
 
     def close_soon(self, code: int = 1000, reason: str = "") -> None:
-        """Start closing the connection without waiting for the closing handshake."""
+        """Start closing the connection (as ``close()``) without waiting for it."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._connection.close(code, reason))
+            self._closing = asyncio.ensure_future(self.close(code, reason))
 
 
 def peer_ip(address: Any) -> str:
