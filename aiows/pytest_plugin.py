@@ -54,8 +54,8 @@ def _load(spec: object, rootdir: str) -> WebSocketServer:
         try:
             return import_server(spec, rootdir)
         except AppLoadError as exc:
-            raise pytest.UsageError(f"aiows_server: {exc}") from None
-    raise pytest.UsageError(f"aiows_server must be a WebSocketServer or 'module:attribute', not {spec!r}")
+            pytest.fail(f"aiows_server: {exc}", pytrace=False)
+    pytest.fail(f"aiows_server must be a WebSocketServer or 'module:attribute', not {spec!r}", pytrace=False)
 
 
 @pytest.fixture
@@ -63,10 +63,11 @@ def aiows_server(request: pytest.FixtureRequest) -> WebSocketServer:
     """The server ``aiows_client`` serves: override this fixture, or set the ``aiows_server`` ini option."""
     spec = request.config.getini("aiows_server")
     if not spec:
-        raise pytest.UsageError(
+        pytest.fail(
             "aiows_client needs your server: define an 'aiows_server' fixture that returns it, "
             "set 'aiows_server = \"module:attribute\"' in the pytest configuration, "
-            "or mark the test with @pytest.mark.aiows_server(server)"
+            "or mark the test with @pytest.mark.aiows_server(server)",
+            pytrace=False,
         )
     return _load(spec, str(request.config.rootpath))
 
