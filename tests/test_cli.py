@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 import aiows
 
@@ -87,7 +87,7 @@ class Cli:
             assert self.process.poll() is None, self.output
             try:
                 return await self.whoami()
-            except OSError:
+            except (OSError, WebSocketException):  # not listening yet, or a worker stopping
                 assert time.monotonic() < deadline, f"not serving after {WAIT} s:\n{self.output}"
                 await asyncio.sleep(0.1)
 
@@ -232,3 +232,17 @@ def test_workers_that_keep_dying_make_the_cli_give_up(cli_factory: Any) -> None:
     assert cli.process.wait(WAIT) == 1
     assert "exited with status 3; restarting it" in cli.output
     assert "aiows: error: workers died 5 times within 60 s: giving up" in cli.output
+
+
+async def test_reload_restarts_the_server_when_a_file_changes(cli_factory: Any, tmp_path: Path) -> None:
+    pytest.importorskip("watchfiles")
+    cli = cli_factory("--reload", "--log-level", "warning")
+    first = await cli.wait_ready()
+    assert first != cli.process.pid  # served by a child that watchfiles restarts
+    (tmp_path / "app.py").write_text(APP + "\n# edited\n")
+    cli.wait_output("file(s) changed: restarting")
+    deadline = time.monotonic() + WAIT
+    while (pid := await cli.wait_ready()) == first and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert pid != first
+    assert cli.stop() == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +160,12 @@ def test_user_suite_with_a_bad_ini_option(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-o", "asyncio_mode=auto")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*aiows_server: could not import module 'missing_app'*"])
+
+
+def test_readme_fixture_snippet_passes_under_pytest(pytester: pytest.Pytester) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippets = [s for s in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL) if "aiows_client" in s]
+    assert snippets
+    pytester.makepyfile(test_readme_snippet=snippets[0])
+    result = pytester.runpytest_subprocess("-o", "asyncio_mode=auto")
+    result.assert_outcomes(passed=1)
