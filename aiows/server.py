@@ -165,27 +165,28 @@ class WebSocketServer:
             limiter=ConnectionLimiter(*limits) if any(limit is not None for limit in limits) else None,
         )
 
-    def serve(self, host: str = "localhost", port: int = 8000) -> RunningServer:
+    def serve(self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False) -> RunningServer:
         """Serve in the running event loop: ``async with server.serve(host, 0) as running:``.
 
         ``running.port`` is the bound port (useful with ``port=0``); leaving the
         block shuts the server down gracefully (see ``RunningServer.shutdown``).
+        ``reuse_port=True`` sets ``SO_REUSEPORT`` so several processes share the port.
         """
-        return RunningServer(self, host, port)
+        return RunningServer(self, host, port, reuse_port=reuse_port)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut the running server down gracefully (see ``RunningServer.shutdown``)."""
         if self.running is not None:
             await self.running.shutdown(grace)
 
-    def run(self, host: str = "localhost", port: int = 8000) -> None:
+    def run(self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False) -> None:
         """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return."""
         try:
-            asyncio.run(self._run_until_signal(host, port))
+            asyncio.run(self._run_until_signal(host, port, reuse_port))
         except KeyboardInterrupt:
             pass
 
-    async def _run_until_signal(self, host: str, port: int) -> None:
+    async def _run_until_signal(self, host: str, port: int, reuse_port: bool = False) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -193,7 +194,7 @@ class WebSocketServer:
                 loop.add_signal_handler(signum, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        async with self.serve(host, port) as running:
+        async with self.serve(host, port, reuse_port=reuse_port) as running:
             print(f"aiows: serving on {running.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
             await stop.wait()
             print(f"aiows: shutting down (grace {self.shutdown_grace:g} s)", file=sys.stderr, flush=True)
@@ -202,10 +203,11 @@ class WebSocketServer:
 class RunningServer:
     """A server started by ``WebSocketServer.serve()``; use it with ``async with``."""
 
-    def __init__(self, app: WebSocketServer, host: str, port: int) -> None:
+    def __init__(self, app: WebSocketServer, host: str, port: int, *, reuse_port: bool = False) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
+        self.reuse_port = reuse_port
         self._server: Server | None = None
         self._dispatcher: Dispatcher | None = None
         self._port: int | None = None
@@ -255,6 +257,7 @@ class RunningServer:
             origins=[*(Origin(origin) for origin in app.origins), None] if app.origins is not None else None,
             process_request=self.process_request,
             process_response=self.process_response,
+            reuse_port=self.reuse_port,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         app.running = self

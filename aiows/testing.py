@@ -9,11 +9,18 @@
             async with client.connect("/?token=user1secret") as ws:
                 await ws.send_json({"type": "chat", "text": "hi", "user_id": 1})
                 assert (await ws.receive_json())["type"] == "chat"
+
+``async with TestClient(server)`` serves in the test's own event loop (pytest-asyncio,
+or anyio with the asyncio backend). ``with TestClient(server)`` serves from a
+background thread with its own event loop instead, so it works from synchronous
+code and whatever runs the test; the ``aiows_client`` pytest fixture
+(``aiows.pytest_plugin``) uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -30,7 +37,12 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class TestClient:
-    """Serves a ``WebSocketServer`` on an ephemeral loopback port for the ``async with`` block."""
+    """Serves a ``WebSocketServer`` on an ephemeral loopback port for the ``async with`` or ``with`` block.
+
+    ``async with`` serves in the running event loop; ``with`` serves from a
+    background thread, so the test may run in any event loop (or none).
+    Connections (``client.connect()``) are made from the caller's event loop either way.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -38,6 +50,9 @@ class TestClient:
         self.app = server
         self.host = host
         self._running: RunningServer | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_stop: asyncio.Event | None = None
 
     @property
     def running(self) -> RunningServer:
@@ -75,6 +90,61 @@ class TestClient:
     ) -> None:
         await self.running.close()
         self._running = None
+
+    def __enter__(self) -> TestClient:
+        if self._running is not None:
+            raise RuntimeError("this TestClient is already serving")
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._serve_in_thread, args=(ready, errors), name="aiows-testclient", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(DEFAULT_TIMEOUT):
+            raise RuntimeError(f"the test server did not start within {DEFAULT_TIMEOUT} s")
+        if errors:
+            self._thread.join(DEFAULT_TIMEOUT)
+            self._thread = None
+            raise errors[0]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        thread, loop, stop = self._thread, self._thread_loop, self._thread_stop
+        if thread is None or loop is None or stop is None:
+            return
+        loop.call_soon_threadsafe(stop.set)
+        # Closing waits for each connection's closing handshake (close_timeout).
+        limit = (self.app.close_timeout or 0.0) + DEFAULT_TIMEOUT
+        thread.join(limit)
+        self._thread = None
+        if thread.is_alive():
+            raise RuntimeError(f"the test server did not stop within {limit} s")
+
+    def _serve_in_thread(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        asyncio.run(self._serve_until_stopped(ready, errors))
+
+    async def _serve_until_stopped(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        self._thread_loop = asyncio.get_running_loop()
+        self._thread_stop = stop = asyncio.Event()
+        running = self.app.serve(self.host, 0)
+        try:
+            await running.start()
+        except BaseException as exc:  # reported to the thread that called __enter__
+            errors.append(exc)
+            ready.set()
+            return
+        self._running = running
+        ready.set()
+        try:
+            await stop.wait()
+        finally:
+            self._running = None
+            await running.close()
 
 
 class TestConnection:

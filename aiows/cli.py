@@ -1,0 +1,337 @@
+"""The ``aiows`` command: ``aiows run module:server`` and ``aiows --version``.
+
+``aiows run myapp:server`` imports ``myapp`` from the current directory (as
+uvicorn does) and serves the ``WebSocketServer`` named ``server`` in it.
+``--workers N`` starts N processes that share the port through ``SO_REUSEPORT``
+(Linux); this process supervises them: it restarts a worker that dies (at most
+``MAX_RESTARTS`` times in ``RESTART_WINDOW`` seconds) and, on Ctrl-C or
+SIGTERM, asks each worker to shut down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib
+import importlib.metadata
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from . import COMPILED, __version__
+from .server import WebSocketServer
+
+__all__ = ["AppLoadError", "import_server", "main", "version_text"]
+
+#: A worker that dies is restarted, unless workers died this many times in ``RESTART_WINDOW`` seconds.
+MAX_RESTARTS = 5
+#: Seconds over which ``MAX_RESTARTS`` is counted.
+RESTART_WINDOW = 60.0
+#: Seconds each worker has to shut down gracefully before it is killed.
+SHUTDOWN_TIMEOUT = 30.0
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class AppLoadError(Exception):
+    """``module:attribute`` does not name an importable ``WebSocketServer``."""
+
+
+def import_server(spec: str, app_dir: str = ".") -> WebSocketServer:
+    """Import ``module:attribute`` (``attribute`` may be dotted) with ``app_dir`` first on ``sys.path``.
+
+    Raises:
+        AppLoadError: the spec is malformed, the module is missing, or the
+            attribute is missing or not a ``WebSocketServer``. Errors raised
+            while the module itself runs propagate unchanged.
+    """
+    module_name, _, attrs = spec.partition(":")
+    if not module_name or not attrs:
+        raise AppLoadError(f"{spec!r} is not 'module:attribute' (for example 'myapp:server')")
+    path = os.path.abspath(app_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise AppLoadError(f"could not import module {module_name!r} (looked in {path} and on sys.path)") from None
+        raise
+    target: Any = module
+    for attr in attrs.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attrs!r}") from None
+    if not isinstance(target, WebSocketServer):
+        raise AppLoadError(f"{spec} is a {type(target).__name__}, not a WebSocketServer")
+    return target
+
+
+def version_text() -> str:
+    """What ``aiows --version`` prints: aiows and its dependencies, Python, compiled or not."""
+    lines = [f"aiows {__version__} (compiled: {'yes' if COMPILED else 'no'})"]
+    for dist in ("websockets", "pydantic", "orjson"):
+        try:
+            lines.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            lines.append(f"{dist} (not installed)")
+    lines.append(f"Python {platform.python_version()} ({platform.python_implementation()}, {sys.platform})")
+    return "\n".join(lines)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiows",
+        description="aiows: a typed, compiled WebSocket framework.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version on several lines
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="serve a WebSocketServer", description="Serve MODULE:SERVER until Ctrl-C or SIGTERM.")
+    run.add_argument("app", metavar="MODULE:SERVER", help="where the WebSocketServer is, e.g. myapp:server")
+    run.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
+    run.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (Linux; default: 1)")
+    run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: info)")
+    run.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
+    run.add_argument("--reload", action="store_true", help="restart when a .py file changes (needs aiows[reload])")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``aiows`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    args = _parser().parse_args(argv)
+    return _run(args)
+
+
+def _error(message: str) -> int:
+    print(f"aiows: error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _say(message: str) -> None:
+    print(f"aiows: {message}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.workers > 1 and not (sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
+        return _error("--workers > 1 needs SO_REUSEPORT load balancing, which aiows supports on Linux only")
+    if args.reload and args.workers > 1:
+        return _error("--reload runs one worker: drop --workers")
+    try:
+        server = import_server(args.app, args.app_dir)
+    except AppLoadError as exc:
+        return _error(str(exc))
+    try:
+        reserved = _reserve(args.host, args.port, shared=args.workers > 1)
+    except OSError as exc:
+        return _error(f"cannot listen on {args.host}:{args.port}: {exc}")
+    port = reserved[0].getsockname()[1]
+    compiled = "yes" if COMPILED else "no"
+    transport = getattr(server, "transport", None)
+    transport_name = transport if isinstance(transport, str) else "websockets"
+    for sock in reserved:
+        host = sock.getsockname()[0]
+        url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+        _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {transport_name})")
+    backend = getattr(server, "broadcast_backend", None)
+    if args.workers > 1 and (backend is None or "memory" in type(backend).__name__.lower()):
+        _say("note: with the in-memory broadcast backend, rooms do not span workers; use the Redis backend")
+    if args.workers == 1:
+        for sock in reserved:  # a single process needs no SO_REUSEPORT: free the port for it
+            sock.close()
+        if args.reload:
+            return _run_reload(args, port)
+        _configure_logging(args.log_level)
+        server.run(args.host, port)
+        return 0
+    try:
+        return _Supervisor(args, port).run()
+    finally:
+        for sock in reserved:
+            sock.close()
+
+
+def _reserve(host: str, port: int, *, shared: bool) -> list[socket.socket]:
+    """Bind (without listening) one socket per address of ``host``: resolves port 0 and, with
+    ``shared``, holds the port for the workers' ``SO_REUSEPORT`` group while they restart.
+    """
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    seen: list[tuple[Any, ...]] = []
+    sockets: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, address in infos:
+            if address in seen:
+                continue
+            seen.append(address)
+            sock = socket.socket(family, type_, proto)
+            sockets.append(sock)
+            if shared:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:  # every address on the port the first one got
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+
+
+def _worker(spec: str, app_dir: str, host: str, port: int, log_level: str) -> None:
+    """A worker process: serve on the shared port until SIGTERM (sent by the supervisor)."""
+    os.setpgrp()  # Ctrl-C reaches the supervisor only; it asks each worker once to stop
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # stop if the supervisor is killed
+        threading.Thread(target=_stop_when_parent_dies, args=(parent,), daemon=True).start()
+    _configure_logging(log_level)
+    import_server(spec, app_dir).run(host, port, reuse_port=True)
+
+
+def _stop_when_parent_dies(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class _Supervisor:
+    """Starts the workers, restarts the ones that die, and stops them all on SIGINT/SIGTERM."""
+
+    def __init__(self, args: argparse.Namespace, port: int) -> None:
+        self.args = args
+        self.port = port
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: dict[int, multiprocessing.process.BaseProcess] = {}
+        self.restarts: collections.deque[float] = collections.deque()
+        self.signals: list[int] = []  # the signals received: non-empty means stop
+        self.wake_read, self.wake_write = os.pipe()
+
+    def start(self, slot: int) -> None:
+        args = self.args
+        process = self.context.Process(
+            target=_worker,
+            args=(args.app, args.app_dir, args.host, self.port, args.log_level),
+            name=f"aiows-worker-{slot}",
+        )
+        process.start()
+        self.workers[slot] = process
+        _say(f"worker {slot} started (pid {process.pid})")
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.append(signum)
+        os.write(self.wake_write, b"\0")
+
+    def run(self) -> int:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self.on_signal) for signum in handled}
+        try:
+            return self._supervise()
+        finally:
+            self._stop_all()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(self.wake_read)
+            os.close(self.wake_write)
+
+    def _supervise(self) -> int:
+        for slot in range(1, self.args.workers + 1):
+            self.start(slot)
+        while not self.signals:
+            sentinels: list[Any] = [process.sentinel for process in self.workers.values()]
+            multiprocessing.connection.wait([self.wake_read, *sentinels])
+            if self.signals:
+                break
+            for slot, process in list(self.workers.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                now = time.monotonic()
+                while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
+                    self.restarts.popleft()
+                if len(self.restarts) >= MAX_RESTARTS:
+                    _say(f"worker {slot} (pid {process.pid}) {_describe_exit(process.exitcode)}")
+                    _error(f"workers died {MAX_RESTARTS} times within {RESTART_WINDOW:.0f} s: giving up")
+                    return 1
+                self.restarts.append(now)
+                _say(f"worker {slot} (pid {process.pid}) {_describe_exit(process.exitcode)}; restarting it")
+                self.start(slot)
+        return 0
+
+    def _stop_all(self) -> None:
+        alive = [process for process in self.workers.values() if process.is_alive()]
+        if alive:
+            _say(f"stopping {len(alive)} worker(s)")
+        for process in alive:
+            if process.pid is not None:
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        for process in alive:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                _say(f"worker pid {process.pid} did not stop within {SHUTDOWN_TIMEOUT:.0f} s: killing it")
+                process.kill()
+                process.join()
+
+
+def _run_reload(args: argparse.Namespace, port: int) -> int:
+    try:
+        import watchfiles
+    except ImportError:
+        return _error("--reload needs watchfiles: pip install 'aiows[reload]'")
+    _say(f"watching {os.path.abspath(args.app_dir)} for changes")
+    watchfiles.run_process(
+        args.app_dir,
+        target=_reload_target,
+        args=(args.app, args.app_dir, args.host, port, args.log_level),
+        watch_filter=watchfiles.PythonFilter(),
+        callback=lambda changes: _say(f"{len(changes)} file(s) changed: restarting"),
+    )
+    return 0
+
+
+def _reload_target(spec: str, app_dir: str, host: str, port: int, log_level: str) -> None:
+    _configure_logging(log_level)
+    try:
+        server = import_server(spec, app_dir)
+    except AppLoadError as exc:
+        _error(str(exc))
+        return
+    server.run(host, port)
