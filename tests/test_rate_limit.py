@@ -157,3 +157,27 @@ def test_keys_expire_once_refilled_and_eviction_is_least_recently_used() -> None
 def test_bad_options_raise(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RateLimitingMiddleware(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_per_ip_budgets_follow_client_ip_behind_a_trusted_proxy(trusted: bool) -> None:
+    router = Router()
+
+    @router.message("count")
+    async def on_count(websocket: WebSocket, message: BaseMessage) -> None:
+        await websocket.send_json({"n": message.model_dump()["n"], "ip": websocket.client_ip})
+
+    server = WebSocketServer(trusted_proxies=["127.0.0.1"] if trusted else [])
+    server.add_middleware(RateLimitingMiddleware(60, burst=1, per="ip", on_limit="error"))
+    server.include_router(router)
+    async with TestClient(server) as client:
+        async with (
+            client.connect(headers={"X-Forwarded-For": "203.0.113.7"}) as first,
+            client.connect(headers={"X-Forwarded-For": "203.0.113.8"}) as second,
+        ):
+            assert await send(first, 1) == {"n": 1, "ip": "203.0.113.7" if trusted else "127.0.0.1"}
+            reply = await send(second, 2)
+    if trusted:  # two clients behind the proxy: two budgets
+        assert reply == {"n": 2, "ip": "203.0.113.8"}
+    else:  # a spoofed header from an untrusted peer changes nothing: one budget
+        assert reply == RATE_LIMITED_FRAME
