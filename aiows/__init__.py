@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import dispatch
 from .exceptions import AiowsException, MessageValidationError
-from .messages import BaseMessage, ChatMessage, GameActionMessage, JoinRoomMessage
+from .messages import BaseMessage, ChatMessage, GameActionMessage, JoinRoomMessage, StrictMessage
 from .middleware import AuthMiddleware, BaseMiddleware, LoggingMiddleware, RateLimitingMiddleware
 from .router import Router
 from .server import RunningServer, WebSocketServer
@@ -46,6 +46,7 @@ __all__ = [
     "RateLimitingMiddleware",
     "Router",
     "RunningServer",
+    "StrictMessage",
     "WebSocket",
     "WebSocketServer",
     "__version__",

@@ -12,7 +12,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BaseMessage", "ChatMessage", "GameActionMessage", "JoinRoomMessage"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "BaseMessage",
+    "ChatMessage",
+    "GameActionMessage",
+    "JoinRoomMessage",
+    "StrictMessage",
+]
+
+#: Longest ``ChatMessage.text``, in characters.
+MAX_TEXT_LENGTH = 4096
+
+#: Longest identifier or name in the built-in messages (room ids, user names, actions), in characters.
+MAX_NAME_LENGTH = 128
 
 
 def _now() -> datetime:
@@ -42,25 +56,49 @@ class BaseMessage(BaseModel):
         return self.model_dump(**kwargs)
 
 
+class StrictMessage(BaseMessage):
+    """A ``BaseMessage`` validated strictly: subclass it instead of ``BaseMessage`` to opt in.
+
+    Strict mode is pydantic's ``strict=True`` plus ``extra="forbid"``: a field
+    gets the JSON type it declares or the message is refused (no ``"123"`` to
+    ``123``, no ``1.0`` to ``1``, no ``1`` to ``True``), and a field the model
+    does not declare is an error instead of being kept. Values arrive as JSON
+    decodes them, so declare JSON types (``str``, ``int``, ``float``,
+    ``bool``, ``list``, ``dict``); a field whose type JSON has no literal for
+    (``tuple``, ``datetime``, ``UUID``, enums) needs ``Field(strict=False)``, as
+    ``timestamp`` has here.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    timestamp: datetime = Field(default_factory=_now, strict=False)
+
+
 class ChatMessage(BaseMessage):
-    """A chat line: ``{"type": "chat", "text": ..., "user_id": ...}``."""
+    """A chat line: ``{"type": "chat", "text": ..., "user_id": ...}``; ``text`` holds at most 4096 characters."""
 
     type: Literal["chat"] = "chat"
-    text: str
+    text: str = Field(max_length=MAX_TEXT_LENGTH)
     user_id: int
 
 
 class JoinRoomMessage(BaseMessage):
-    """A request to join a room: ``{"type": "join_room", "room_id": ..., "user_name": ...}``."""
+    """A request to join a room: ``{"type": "join_room", "room_id": ..., "user_name": ...}``.
+
+    ``room_id`` and ``user_name`` are 1 to 128 characters long.
+    """
 
     type: Literal["join_room"] = "join_room"
-    room_id: str
-    user_name: str
+    room_id: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    user_name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
 
 
 class GameActionMessage(BaseMessage):
-    """A game move: ``{"type": "game_action", "action": ..., "coordinates": [x, y]}``."""
+    """A game move: ``{"type": "game_action", "action": ..., "coordinates": [x, y]}``.
+
+    ``action`` is 1 to 128 characters long.
+    """
 
     type: Literal["game_action"] = "game_action"
-    action: str
+    action: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     coordinates: tuple[int, int]

@@ -22,6 +22,7 @@ from .exceptions import MiddlewareError, RouterError
 from .http import HTTPHandler, HTTPRequest, HTTPResponse, json_response
 from .middleware.base import BaseMiddleware
 from .proxies import TrustedProxies
+from .redaction import install_redaction
 from .router import Router
 from .types import RawHandler
 
@@ -242,6 +243,7 @@ class RunningServer:
     async def start(self) -> None:
         """Compose the chains and start listening."""
         app = self.app
+        install_redaction()  # keep tokens out of aiows' and websockets' log lines
         self._dispatcher = self.app.dispatcher()
         self._server = await serve(
             self._dispatcher.serve,
