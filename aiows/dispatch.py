@@ -7,7 +7,7 @@ message at a time in arrival order, then the disconnect chain.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -15,6 +15,9 @@ from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
 from .transport import OPEN, Connection
 from .websocket import WebSocket
+
+if TYPE_CHECKING:
+    from .server import WebSocketServer
 
 __all__ = ["Dispatcher", "disconnect_reason"]
 
@@ -31,7 +34,8 @@ def disconnect_reason(code: int | None, reason: str | None) -> str:
 class Dispatcher:
     """Routes messages of every connection through chains composed once.
 
-    ``connections`` holds the admitted connections that are still open.
+    ``connections`` holds the admitted connections that are still open;
+    ``server`` is the ``WebSocketServer`` whose hub delivers broadcasts to them.
     """
 
     def __init__(
@@ -48,10 +52,11 @@ class Dispatcher:
         self.disconnect = disconnect
         self.connect_passes = connect_passes
         self.connections: set[WebSocket] = set()
+        self.server: WebSocketServer | None = None
 
     async def serve(self, connection: Connection) -> None:
         """Run one connection from connect to disconnect."""
-        websocket = WebSocket(connection)
+        websocket = WebSocket(connection, self.server)
         if not await self.admit(websocket):
             return
         self.connections.add(websocket)
@@ -70,6 +75,8 @@ class Dispatcher:
                 await self.disconnect.call(websocket, reason)
             except Exception:
                 logger.exception("disconnect middleware failed")
+            if self.server is not None:
+                await self.server.hub.disconnected(websocket)  # leave every room
 
     async def admit(self, websocket: WebSocket) -> bool:
         """Run the connect chain; ``True`` if every part of it let the connection in."""

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Iterable
 from types import TracebackType
 
 from websockets.asyncio.server import Server, serve
 
+from .broadcast.base import BroadcastBackend
+from .broadcast.hub import BroadcastStats, Hub, OverflowPolicy
+from .broadcast.memory import MemoryBackend
 from .chain import compose_connect, compose_disconnect, compose_message, count_routers
 from .chain import MessageStep
 from .dispatch import Dispatcher
 from .exceptions import MiddlewareError, RouterError
 from .middleware.base import BaseMiddleware
 from .router import Router
+from .websocket import WebSocket
 
 __all__ = ["RunningServer", "WebSocketServer"]
 
@@ -38,6 +43,14 @@ class WebSocketServer:
     - ``close_timeout``: seconds to wait for the closing handshake (default 10).
     - ``max_queue``: incoming messages buffered per connection while a handler
       runs (default 16); past that, reading from the socket pauses.
+
+    Rooms and broadcast (see ``broadcast()``):
+
+    - ``broadcast``: the backend, ``MemoryBackend()`` (default, one process) or
+      ``aiows.broadcast.RedisBackend(url)`` (any number of processes and machines).
+    - ``outgoing_queue_size``: broadcast messages queued per connection (default 256).
+    - ``outgoing_overflow``: when that queue is full, ``"close"`` the connection
+      with 1013 (default) or ``"drop_oldest"`` queued message.
     """
 
     def __init__(
@@ -50,6 +63,9 @@ class WebSocketServer:
         open_timeout: float | None = 10.0,
         close_timeout: float | None = 10.0,
         max_queue: int | None = 16,
+        broadcast: BroadcastBackend | None = None,
+        outgoing_queue_size: int = 256,
+        outgoing_overflow: OverflowPolicy = "close",
     ) -> None:
         if compression not in (None, "deflate"):
             raise ValueError(f'compression must be None or "deflate", not {compression!r}')
@@ -62,6 +78,33 @@ class WebSocketServer:
         self.max_queue = max_queue
         self.middlewares: list[BaseMiddleware] = []
         self.routers: list[Router] = []
+        #: Rooms, fan-out and presence; ``broadcast()`` and ``room_members()`` use it.
+        self.hub = Hub(self, broadcast or MemoryBackend(), outgoing_queue_size, outgoing_overflow)
+
+    async def broadcast(
+        self,
+        data: object,
+        room: str | None = None,
+        exclude: WebSocket | Iterable[WebSocket] | None = None,
+    ) -> int:
+        """Send ``data`` (a dict, a pydantic model...) to every connection, or to ``room``'s.
+
+        The frame is encoded once. ``exclude`` is a connection or several.
+        With a shared backend it reaches the connections of every server.
+        Returns without waiting for delivery: each recipient has a bounded
+        outgoing queue (see ``outgoing_queue_size``); the return value is the
+        number of this server's connections it was queued for.
+        """
+        return await self.hub.broadcast(data, room, exclude)
+
+    async def room_members(self, room: str) -> int:
+        """The number of connections in ``room``, across every server sharing the backend."""
+        return await self.hub.room_members(room)
+
+    @property
+    def broadcast_stats(self) -> BroadcastStats:
+        """Counters: broadcasts, encodes, queued, delivered, overflow closes and drops."""
+        return self.hub.stats
 
     def add_middleware(self, middleware: BaseMiddleware) -> None:
         """Add middleware around every router; server middleware runs in the order added."""
@@ -132,6 +175,7 @@ class RunningServer:
         self.host = host
         self.requested_port = port
         self._server: Server | None = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def server(self) -> Server:
@@ -156,24 +200,33 @@ class RunningServer:
         """Compose the chains and start listening."""
         app = self.app
         dispatcher = app.dispatcher()
-        self._server = await serve(
-            dispatcher.serve,
-            self.host,
-            self.requested_port,
-            max_size=app.max_message_size,
-            ping_interval=app.ping_interval,
-            ping_timeout=app.ping_timeout,
-            compression=app.compression,
-            open_timeout=app.open_timeout,
-            close_timeout=app.close_timeout,
-            max_queue=app.max_queue,
-        )
+        await app.hub.attach(dispatcher)  # starts the broadcast backend
+        try:
+            self._server = await serve(
+                dispatcher.serve,
+                self.host,
+                self.requested_port,
+                max_size=app.max_message_size,
+                ping_interval=app.ping_interval,
+                ping_timeout=app.ping_timeout,
+                compression=app.compression,
+                open_timeout=app.open_timeout,
+                close_timeout=app.close_timeout,
+                max_queue=app.max_queue,
+            )
+        except BaseException:
+            await app.hub.detach(dispatcher)
+            raise
+        self._dispatcher = dispatcher
 
     async def close(self) -> None:
         """Close every connection with 1001 and wait until the server has stopped."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._dispatcher is not None:
+            dispatcher, self._dispatcher = self._dispatcher, None
+            await self.app.hub.detach(dispatcher)
 
     async def __aenter__(self) -> RunningServer:
         await self.start()
