@@ -94,6 +94,7 @@ class RedisBackend(BroadcastBackend):
         self._client: Any = None  # a redis.asyncio.Redis once started
         self._receive: Receive | None = None
         self._counts: dict[str, int] = {}
+        self._dirty = False
         self._tasks: list[asyncio.Task[None]] = []
         self._down_since = 0.0
         self._lost_at_outage = 0
@@ -185,6 +186,11 @@ class RedisBackend(BroadcastBackend):
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
+                # Redis may have restarted empty: register this server's presence (again).
+                self._dirty = True
+                while self._dirty:
+                    self._dirty = False
+                    await self._register()
                 self._came_up()
                 delay = self.backoff_min
                 while True:
@@ -221,30 +227,17 @@ class RedisBackend(BroadcastBackend):
         else:
             logger.info("connected to Redis at %s", self.url)
         self.connected = True
-        # Redis may have restarted empty: register this server's presence again.
-        task = asyncio.get_running_loop().create_task(self._register())
-        self._tasks.append(task)
-        task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        if task in self._tasks:
-            self._tasks.remove(task)
 
     # -- presence ----------------------------------------------------------
 
     async def _register(self) -> None:
-        """Write this server's liveness key and every room count (after a (re)connection)."""
+        """Write this server's liveness key, then every room count (raises if Redis is down)."""
         client = self._client
-        if client is None:
-            return
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.set(self._node_key(self.node), b"1", px=int(self.presence_ttl * 1000))
-                for room, count in self._counts.items():
-                    pipe.hset(self._room_key(room), self.node, count)
-                await pipe.execute()
-        except _redis_errors() as exc:
-            logger.debug("registering presence failed: %r", exc)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(self._node_key(self.node), b"1", px=int(self.presence_ttl * 1000))
+            for room, count in self._counts.items():
+                pipe.hset(self._room_key(room), self.node, count)
+            await pipe.execute()
 
     async def _heartbeat(self) -> None:
         """Refresh the liveness key; re-register the rooms if Redis forgot them."""
@@ -261,8 +254,11 @@ class RedisBackend(BroadcastBackend):
             except _redis_errors() as exc:
                 logger.debug("presence heartbeat failed: %r", exc)
                 continue
-            if previous is None:
-                await self._register()
+            if previous is None:  # Redis forgot this server (restarted, or the key expired)
+                try:
+                    await self._register()
+                except _redis_errors() as exc:
+                    logger.debug("registering presence failed: %r", exc)
 
     async def set_members(self, room: str, count: int) -> None:
         """Record this server's count for ``room`` locally and in Redis (later, if it is down)."""
@@ -272,7 +268,8 @@ class RedisBackend(BroadcastBackend):
             self._counts.pop(room, None)
         client = self._client
         if client is None or not self.connected:
-            return  # written by _register() on reconnection
+            self._dirty = True  # written by _register() on (re)connection
+            return
         try:
             if count:
                 await client.hset(self._room_key(room), self.node, count)
