@@ -95,6 +95,7 @@ class RedisBackend(BroadcastBackend):
         self._receive: Receive | None = None
         self._counts: dict[str, int] = {}
         self._dirty = False
+        self._failures = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._down_since = 0.0
         self._lost_at_outage = 0
@@ -210,6 +211,9 @@ class RedisBackend(BroadcastBackend):
     def _went_down(self, exc: BaseException) -> None:
         """Called by the listener only: it alone decides when the connection is up."""
         if not self.connected:
+            self._failures += 1
+            if self._failures == 1 and not self.disconnections:
+                logger.warning("cannot reach Redis at %s (%s): retrying with backoff", self.url, exc)
             return
         self.connected = False
         self.disconnections += 1
@@ -227,6 +231,7 @@ class RedisBackend(BroadcastBackend):
         else:
             logger.info("connected to Redis at %s", self.url)
         self.connected = True
+        self._failures = 0
 
     # -- presence ----------------------------------------------------------
 
