@@ -110,7 +110,7 @@ class RedisBackend(BroadcastBackend):
 
     async def start(self, receive: Receive) -> None:
         """Start subscribing and refreshing presence, in the background (Redis may be down)."""
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
@@ -118,10 +118,13 @@ class RedisBackend(BroadcastBackend):
             "socket_connect_timeout": 5.0,
             "socket_timeout": 5.0,
             "retry": Retry(NoBackoff(), 0),  # this backend retries with its own backoff
+            "max_connections": 32,  # a burst of joins waits for a connection rather than opening hundreds
+            "timeout": 10.0,
         }
         options.update(self.redis_options)
         options["decode_responses"] = False  # frames are bytes
-        self._client = Redis.from_url(self.url, **options)
+        pool = BlockingConnectionPool.from_url(self.url, **options)
+        self._client = Redis.from_pool(pool)  # closes the pool when the client closes
         self._receive = receive
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._heartbeat())]
@@ -259,10 +262,12 @@ class RedisBackend(BroadcastBackend):
             except _redis_errors() as exc:
                 logger.debug("presence heartbeat failed: %r", exc)
                 continue
-            if previous is None:  # Redis forgot this server (restarted, or the key expired)
+            if previous is None or self._dirty:  # Redis forgot this server, or a write failed
+                self._dirty = False
                 try:
                     await self._register()
                 except _redis_errors() as exc:
+                    self._dirty = True
                     logger.debug("registering presence failed: %r", exc)
 
     async def set_members(self, room: str, count: int) -> None:
@@ -281,7 +286,8 @@ class RedisBackend(BroadcastBackend):
             else:
                 await client.hdel(self._room_key(room), self.node)
         except _redis_errors() as exc:
-            logger.debug("updating presence failed: %r", exc)  # _register() rewrites it on reconnection
+            self._dirty = True  # the next heartbeat rewrites every count
+            logger.debug("updating presence failed: %r", exc)
 
     async def count_members(self, room: str, local: int) -> int:
         """Sum the counts of the live servers; the local count alone if Redis is unreachable."""
