@@ -272,7 +272,7 @@ async def test_a_slow_recipient_never_delays_the_others(overflow: str) -> None:
 
 
 async def test_a_client_that_stops_reading_is_closed_with_1013(caplog: pytest.LogCaptureFixture) -> None:
-    server = make_server(outgoing_queue_size=8)
+    server = make_server(outgoing_queue_size=32)
     big = "x" * 65536
     async with TestClient(server) as client:
         async with client.connect(max_queue=1) as slow, client.connect() as fast:
