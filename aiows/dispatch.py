@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -21,6 +21,9 @@ from .proxies import TrustedProxies
 from .transport import OPEN, Connection
 from .types import RawHandler
 from .websocket import WebSocket, peer_ip
+
+if TYPE_CHECKING:
+    from .server import WebSocketServer
 
 __all__ = ["Dispatcher", "RouteTable", "disconnect_reason"]
 
@@ -122,7 +125,8 @@ class RouteTable:
 class Dispatcher:
     """Serves every connection of a running server.
 
-    ``connections`` holds the admitted connections that are still open.
+    ``connections`` holds the admitted connections that are still open;
+    ``server`` is the ``WebSocketServer`` whose hub delivers broadcasts to them.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class Dispatcher:
         self.trusted_proxies = trusted_proxies
         self.limiter = limiter
         self.connections: set[WebSocket] = set()
+        self.server: WebSocketServer | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._idle = asyncio.Event()
@@ -190,7 +195,7 @@ class Dispatcher:
             return
         headers: Any = request.headers if request is not None else {}
         ip = self.client_ip(connection.remote_address, headers)
-        websocket = WebSocket(connection, ip, self.send_timeout, self.close_timeout)
+        websocket = WebSocket(connection, ip, self.send_timeout, self.close_timeout, self.server)
         websocket.busy = True
         if not await table.admit(websocket):
             return
@@ -218,6 +223,8 @@ class Dispatcher:
                 await table.disconnect.call(websocket, reason)
             except Exception:
                 logger.exception("disconnect middleware failed")
+            if self.server is not None:
+                await self.server.hub.disconnected(websocket)  # leave every room
 
     async def _receive(self, websocket: WebSocket, decode: bool | None) -> bytes | str:
         """The next frame; with ``idle_timeout``, close with 1001 when none comes in time."""

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -16,6 +16,9 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from .admission import ConnectionLimiter
+from .broadcast.base import BroadcastBackend
+from .broadcast.hub import BroadcastStats, Hub, OverflowPolicy
+from .broadcast.memory import MemoryBackend
 from .chain import MessageStep, compose_connect, compose_disconnect, compose_message, count_routers
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
@@ -25,6 +28,7 @@ from .proxies import TrustedProxies
 from .redaction import install_redaction
 from .router import Router
 from .types import RawHandler
+from .websocket import WebSocket
 
 
 __all__ = ["RunningServer", "WebSocketServer"]
@@ -62,6 +66,9 @@ class WebSocketServer:
         trusted_proxies: Sequence[str] = (),
         health_path: str | None = "/healthz",
         shutdown_grace: float = 10.0,
+        broadcast: BroadcastBackend | None = None,
+        outgoing_queue_size: int = 256,
+        outgoing_overflow: OverflowPolicy = "close",
     ) -> None:
         if compression not in (None, "deflate"):
             raise ValueError(f'compression must be None or "deflate", not {compression!r}')
@@ -88,6 +95,33 @@ class WebSocketServer:
         self.mounts: list[tuple[Router, str | None]] = []
         self.http_routes: dict[str, HTTPHandler] = {}
         self.running: RunningServer | None = None
+        #: Rooms, fan-out and presence; ``broadcast()`` and ``room_members()`` use it.
+        self.hub = Hub(self, broadcast or MemoryBackend(), outgoing_queue_size, outgoing_overflow)
+
+    async def broadcast(
+        self,
+        data: object,
+        room: str | None = None,
+        exclude: WebSocket | Iterable[WebSocket] | None = None,
+    ) -> int:
+        """Send ``data`` (a dict, a pydantic model...) to every connection, or to ``room``'s.
+
+        The frame is encoded once. ``exclude`` is a connection or several.
+        With a shared backend it reaches the connections of every server.
+        Returns without waiting for delivery: each recipient has a bounded
+        outgoing queue (see ``outgoing_queue_size``); the return value is the
+        number of this server's connections it was queued for.
+        """
+        return await self.hub.broadcast(data, room, exclude)
+
+    async def room_members(self, room: str) -> int:
+        """The number of connections in ``room``, across every server sharing the backend."""
+        return await self.hub.room_members(room)
+
+    @property
+    def broadcast_stats(self) -> BroadcastStats:
+        """Counters: broadcasts, encodes, queued, delivered, overflow closes and drops."""
+        return self.hub.stats
 
     @property
     def routers(self) -> list[Router]:
@@ -244,23 +278,28 @@ class RunningServer:
         """Compose the chains and start listening."""
         app = self.app
         install_redaction()  # keep tokens out of aiows' and websockets' log lines
-        self._dispatcher = self.app.dispatcher()
-        self._server = await serve(
-            self._dispatcher.serve,
-            self.host,
-            self.requested_port,
-            max_size=app.max_message_size,
-            ping_interval=app.ping_interval,
-            ping_timeout=app.ping_timeout,
-            compression=app.compression,
-            open_timeout=app.open_timeout,
-            close_timeout=app.close_timeout,
-            max_queue=app.max_queue,
-            origins=[*(Origin(origin) for origin in app.origins), None] if app.origins is not None else None,
-            process_request=self.process_request,
-            process_response=self.process_response,
-            reuse_port=self.reuse_port,
-        )
+        dispatcher = self._dispatcher = self.app.dispatcher()
+        await app.hub.attach(dispatcher)  # starts the broadcast backend
+        try:
+            self._server = await serve(
+                dispatcher.serve,
+                self.host,
+                self.requested_port,
+                max_size=app.max_message_size,
+                ping_interval=app.ping_interval,
+                ping_timeout=app.ping_timeout,
+                compression=app.compression,
+                open_timeout=app.open_timeout,
+                close_timeout=app.close_timeout,
+                max_queue=app.max_queue,
+                origins=[*(Origin(origin) for origin in app.origins), None] if app.origins is not None else None,
+                process_request=self.process_request,
+                process_response=self.process_response,
+                reuse_port=self.reuse_port,
+            )
+        except BaseException:
+            await app.hub.detach(dispatcher)
+            raise
         self._port = self._server.sockets[0].getsockname()[1]
         app.running = self
 
@@ -330,6 +369,7 @@ class RunningServer:
         await self.dispatcher.shutdown(self.app.shutdown_grace if grace is None else grace)
         self._server.close()
         await self._server.wait_closed()
+        await self.app.hub.detach(self.dispatcher)
         if self.app.running is self:
             self.app.running = None
 

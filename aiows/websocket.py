@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -12,6 +12,9 @@ from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
 from .transport import OPEN, Connection, abort
+
+if TYPE_CHECKING:
+    from .server import WebSocketServer
 
 __all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip"]
 
@@ -41,6 +44,8 @@ class WebSocket:
     ``context`` is a dict private to this connection: middleware and handlers
     store per-connection data in it (``AuthMiddleware`` sets ``user_id``).
     ``message_size`` is the size in bytes of the frame being handled.
+    ``server`` is the ``WebSocketServer`` serving it: handlers broadcast with
+    ``await websocket.server.broadcast(...)``.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class WebSocket:
         client_ip: str | None = None,
         send_timeout: float | None = None,
         close_timeout: float | None = 10.0,
+        server: WebSocketServer | None = None,
     ) -> None:
         self._connection = connection
         self.context: dict[str, Any] = {}
@@ -60,11 +66,33 @@ class WebSocket:
         self._client_ip = client_ip
         self._query_params: dict[str, str] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._server = server
+        self._rooms: set[str] = set()
 
     @property
     def connection(self) -> Connection:
         """The underlying transport connection (a ``websockets`` ``ServerConnection`` by default)."""
         return self._connection
+
+    @property
+    def server(self) -> WebSocketServer:
+        """The ``WebSocketServer`` serving this connection (for ``broadcast()`` and ``room_members()``)."""
+        if self._server is None:
+            raise RuntimeError("this connection is not served by a WebSocketServer")
+        return self._server
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is in."""
+        return frozenset(self._rooms)
+
+    async def join(self, room: str) -> None:
+        """Join ``room``: ``server.broadcast(data, room=room)`` now reaches this connection."""
+        await self.server.hub.join(self, room)
+
+    async def leave(self, room: str) -> None:
+        """Leave ``room`` (connections leave all their rooms when they disconnect)."""
+        await self.server.hub.leave(self, room)
 
     @property
     def path(self) -> str:

@@ -1,51 +1,157 @@
-"""A basic chat server: every chat message goes to every connected client.
+"""A chat server with rooms; run several of them on one Redis to chat across processes.
 
-Run it with ``python examples/simple_chat.py [PORT]`` (default 8000), then
-connect with any WebSocket client to ``ws://localhost:8000`` and send
-``{"type": "chat", "text": "hello", "user_id": 1}``.
+Run it with ``python examples/simple_chat.py [PORT] [REDIS_URL]`` (default port
+8000, in-memory rooms). With a Redis URL, every process started with the same
+URL shares rooms, broadcasts and member counts::
+
+    python examples/simple_chat.py 8001 redis://localhost:6379/0
+    python examples/simple_chat.py 8002 redis://localhost:6379/0
+
+The protocol (JSON text frames; client -> server on the left)::
+
+    {"type": "chat", "text": "hi", "user_id": 1}      -> everyone: {"type": "chat", "user_id", "text", "timestamp"}
+    {"type": "join", "room": "lobby", "name": "ann"}  -> the room:  {"type": "joined", "room", "name", "members"}
+    {"type": "say", "room": "lobby", "text": "hi"}    -> the room:  {"type": "said", "room", "name", "text", "timestamp"}
+    {"type": "leave", "room": "lobby"}                -> the room and you: {"type": "left", "room", "name", "members"}
+    {"type": "members", "room": "lobby"}              -> you: {"type": "members", "room", "count"}
+
+On connecting you get ``{"type": "welcome", "message": "Connected!"}``.
+``name`` is optional (``"anonymous"``); a room name has 1-64 characters, a
+text 1-2000. Bad input gets ``{"type": "error", "code", "message"}`` back:
+``validation_error`` (with ``errors``) for a bad field, ``not_in_room`` to
+say or leave where you have not joined. Disconnecting leaves every room
+(the others get ``left``).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
-from aiows import ChatMessage, JoinRoomMessage, Router, WebSocket, WebSocketServer
-from aiows.exceptions import ConnectionError as ClientGone
+from pydantic import Field
+
+from aiows import BaseMessage, ChatMessage, Router, WebSocket, WebSocketServer
+from aiows.exceptions import AiowsException
+
+
+class Join(BaseMessage):
+    """Join a room, under a display name."""
+
+    type: Literal["join"] = "join"
+    room: str = Field(min_length=1, max_length=64)
+    name: str = Field("anonymous", min_length=1, max_length=32)
+
+
+class Leave(BaseMessage):
+    """Leave a room."""
+
+    type: Literal["leave"] = "leave"
+    room: str = Field(min_length=1, max_length=64)
+
+
+class Say(BaseMessage):
+    """Say something to a room you are in."""
+
+    type: Literal["say"] = "say"
+    room: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class Members(BaseMessage):
+    """Ask how many are in a room (across every server)."""
+
+    type: Literal["members"] = "members"
+    room: str = Field(min_length=1, max_length=64)
+
+
+class NotInRoom(AiowsException):
+    """Saying or leaving where the client has not joined."""
+
+    code = "not_in_room"
+
 
 router = Router()
-clients: set[WebSocket] = set()
+
+
+def name_of(websocket: WebSocket) -> str:
+    name: str = websocket.context.get("name", "anonymous")
+    return name
 
 
 @router.connect()
 async def on_connect(websocket: WebSocket) -> None:
-    clients.add(websocket)
-    await websocket.send_json({"type": "welcome", "message": "Connected!", "online": len(clients)})
+    await websocket.send_json({"type": "welcome", "message": "Connected!"})
 
 
 @router.message("chat")
 async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
     line = {"type": "chat", "user_id": message.user_id, "text": message.text, "timestamp": message.timestamp}
-    for client in list(clients):
-        try:
-            await client.send_json(line)
-        except ClientGone:
-            pass  # it left while we were sending; its disconnect handler cleans up
+    await websocket.server.broadcast(line)
 
 
-@router.message("join_room")
-async def on_join(websocket: WebSocket, message: JoinRoomMessage) -> None:
-    websocket.context["room"] = message.room_id
-    websocket.context["name"] = message.user_name
-    await websocket.send_json({"type": "joined", "room_id": message.room_id, "user_name": message.user_name})
+@router.message("join")
+async def on_join(websocket: WebSocket, message: Join) -> None:
+    websocket.context["name"] = message.name
+    await websocket.join(message.room)
+    members = await websocket.server.room_members(message.room)
+    await websocket.server.broadcast(
+        {"type": "joined", "room": message.room, "name": message.name, "members": members}, room=message.room
+    )
+
+
+@router.message("say")
+async def on_say(websocket: WebSocket, message: Say) -> None:
+    if message.room not in websocket.rooms:
+        raise NotInRoom(f"join room {message.room!r} before saying something in it")
+    line = {
+        "type": "said",
+        "room": message.room,
+        "name": name_of(websocket),
+        "text": message.text,
+        "timestamp": message.timestamp,
+    }
+    await websocket.server.broadcast(line, room=message.room)
+
+
+async def leave(websocket: WebSocket, room: str) -> dict[str, object]:
+    """Leave ``room``, tell its members; return the ``left`` frame."""
+    await websocket.leave(room)
+    members = await websocket.server.room_members(room)
+    frame: dict[str, object] = {"type": "left", "room": room, "name": name_of(websocket), "members": members}
+    await websocket.server.broadcast(frame, room=room)
+    return frame
+
+
+@router.message("leave")
+async def on_leave(websocket: WebSocket, message: Leave) -> None:
+    if message.room not in websocket.rooms:
+        raise NotInRoom(f"you are not in room {message.room!r}")
+    await websocket.send_json(await leave(websocket, message.room))
+
+
+@router.message("members")
+async def on_members(websocket: WebSocket, message: Members) -> None:
+    count = await websocket.server.room_members(message.room)
+    await websocket.send_json({"type": "members", "room": message.room, "count": count})
 
 
 @router.disconnect()
 async def on_disconnect(websocket: WebSocket, reason: str) -> None:
-    clients.discard(websocket)
+    for room in websocket.rooms:
+        await leave(websocket, room)  # tell the others now (aiows would leave the rooms right after)
     print(f"Client disconnected: {reason}")
 
 
-server = WebSocketServer()
+def make_server(redis_url: str | None = None) -> WebSocketServer:
+    """The chat server, on in-memory rooms or on the Redis at ``redis_url``."""
+    if redis_url is None:
+        return WebSocketServer()
+    from aiows.broadcast import RedisBackend
+
+    return WebSocketServer(broadcast=RedisBackend(redis_url))
+
+
+server = make_server(sys.argv[2] if __name__ == "__main__" and len(sys.argv) > 2 else None)
 server.include_router(router)
 
 if __name__ == "__main__":

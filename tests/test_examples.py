@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -90,3 +91,52 @@ async def test_middleware_example_requires_a_token_and_echoes(middleware_port: i
     async with connect(url) as anonymous:
         await asyncio.wait_for(anonymous.wait_closed(), 5)
         assert anonymous.close_code == 4401
+
+
+async def test_simple_chat_rooms(chat_port: int) -> None:
+    url = f"ws://127.0.0.1:{chat_port}"
+
+    async def receive(ws: Any) -> Any:
+        return orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    async def send(ws: Any, frame: dict[str, Any]) -> None:
+        await ws.send(orjson.dumps(frame).decode())
+
+    async with connect(url) as ann, connect(url) as bob, connect(url) as cid:
+        for ws in (ann, bob, cid):
+            assert (await receive(ws))["type"] == "welcome"
+        await send(ann, {"type": "join", "room": "lobby", "name": "ann"})
+        assert await receive(ann) == {"type": "joined", "room": "lobby", "name": "ann", "members": 1}
+        await send(bob, {"type": "join", "room": "lobby", "name": "bob"})
+        for ws in (ann, bob):
+            assert await receive(ws) == {"type": "joined", "room": "lobby", "name": "bob", "members": 2}
+        await send(cid, {"type": "say", "room": "lobby", "text": "let me in"})
+        error = await receive(cid)
+        assert error["type"] == "error" and error["code"] == "not_in_room"
+        await send(cid, {"type": "join", "room": ""})
+        assert (await receive(cid))["code"] == "validation_error"
+        await send(ann, {"type": "say", "room": "lobby", "text": "hi bob"})
+        for ws in (ann, bob):
+            line = await receive(ws)
+            assert (line["type"], line["room"], line["name"], line["text"]) == ("said", "lobby", "ann", "hi bob")
+        await send(cid, {"type": "members", "room": "lobby"})
+        assert await receive(cid) == {"type": "members", "room": "lobby", "count": 2}
+        await send(bob, {"type": "leave", "room": "lobby"})
+        left = {"type": "left", "room": "lobby", "name": "bob", "members": 1}
+        assert await receive(ann) == left
+        assert await receive(bob) == left
+        await send(bob, {"type": "leave", "room": "lobby"})
+        assert (await receive(bob))["code"] == "not_in_room"
+        await send(bob, {"type": "join", "room": "lobby", "name": "bob"})
+        assert (await receive(bob))["members"] == 2
+        assert (await receive(ann))["members"] == 2
+    # the three are gone: the server stays up and counts nobody
+    async with connect(url) as dan:
+        assert (await receive(dan))["type"] == "welcome"
+        for _ in range(100):  # bounded: the disconnects are handled asynchronously
+            await send(dan, {"type": "members", "room": "lobby"})
+            if (await receive(dan))["count"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        await send(dan, {"type": "members", "room": "lobby"})
+        assert (await receive(dan))["count"] == 0

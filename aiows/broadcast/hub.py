@@ -1,0 +1,275 @@
+"""The server side of rooms and broadcast: room index, fan-out, outgoing queues.
+
+One ``Hub`` belongs to each ``WebSocketServer`` (``server.hub``). A broadcast is
+encoded once, queued on each local recipient's bounded outgoing queue (a
+synchronous append: a slow or dead recipient never delays the others), and
+handed to the backend for the other servers. Each queue is drained by its own
+short-lived task, started when the queue goes from empty to non-empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from ..websocket import WebSocket, encode_json
+from .base import BroadcastBackend
+
+if TYPE_CHECKING:
+    from ..dispatch import Dispatcher
+    from ..server import WebSocketServer
+
+__all__ = ["BroadcastStats", "Hub", "Outbox", "OverflowPolicy"]
+
+logger = logging.getLogger("aiows.broadcast")
+
+#: What to do when a connection's outgoing queue is full: close it with 1013, or drop its oldest message.
+OverflowPolicy = Literal["close", "drop_oldest"]
+
+#: Close code for a connection whose outgoing queue overflowed ("try again later").
+OVERFLOW_CLOSE_CODE = 1013
+
+
+@dataclass
+class BroadcastStats:
+    """Counters of one server's broadcasts (``server.broadcast_stats``)."""
+
+    #: ``server.broadcast()`` calls.
+    broadcasts: int = 0
+    #: JSON encodings done for them (one per broadcast, whatever the number of recipients).
+    encodes: int = 0
+    #: Messages queued for local connections (from local broadcasts and other servers').
+    queued: int = 0
+    #: Messages written to local connections.
+    delivered: int = 0
+    #: Publications received from other servers through the backend.
+    received: int = 0
+    #: Connections closed with 1013 because their outgoing queue was full.
+    overflow_closes: int = 0
+    #: Messages dropped (oldest first) because a queue was full, under ``"drop_oldest"``.
+    overflow_drops: int = 0
+
+
+class Outbox:
+    """One connection's bounded queue of broadcast frames, drained by one task at a time."""
+
+    __slots__ = ("hub", "websocket", "queue", "task", "closing", "warned")
+
+    def __init__(self, hub: Hub, websocket: WebSocket) -> None:
+        self.hub = hub
+        self.websocket = websocket
+        self.queue: deque[bytes] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+        self.warned = False
+
+    def put(self, payload: bytes) -> bool:
+        """Queue ``payload``; ``False`` if the connection is closed or being closed for overflow."""
+        if self.closing or self.websocket.closed:
+            return False
+        hub = self.hub
+        queue = self.queue
+        if len(queue) >= hub.queue_size:
+            if hub.overflow == "close":
+                self.overflow_close()
+                return False
+            queue.popleft()
+            hub.stats.overflow_drops += 1
+            if not self.warned:
+                self.warned = True
+                logger.warning(
+                    "outgoing queue of %s full (%d messages): dropping its oldest messages",
+                    self.websocket.client_ip,
+                    hub.queue_size,
+                )
+        queue.append(payload)
+        hub.stats.queued += 1
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.run())
+        return True
+
+    def overflow_close(self) -> None:
+        """Close the connection with 1013: it cannot keep up."""
+        self.closing = True
+        self.queue.clear()
+        self.hub.stats.overflow_closes += 1
+        logger.warning(
+            "outgoing queue of %s full (%d messages): closing it with %d",
+            self.websocket.client_ip,
+            self.hub.queue_size,
+            OVERFLOW_CLOSE_CODE,
+        )
+        self.hub.spawn(self.websocket.close(OVERFLOW_CLOSE_CODE, "outgoing queue full"))
+
+    async def run(self) -> None:
+        """Write the queued frames in order until the queue is empty."""
+        queue = self.queue
+        send = self.websocket.connection.send
+        stats = self.hub.stats
+        try:
+            while queue:
+                await send(queue.popleft(), text=True)
+                stats.delivered += 1
+        except Exception as exc:
+            queue.clear()
+            if not self.websocket.closed:
+                logger.warning("broadcast to %s failed: %r", self.websocket.client_ip, exc)
+        finally:
+            self.task = None
+
+
+class Hub:
+    """Rooms, fan-out and presence for one server (``server.hub``)."""
+
+    def __init__(
+        self,
+        server: WebSocketServer,
+        backend: BroadcastBackend,
+        queue_size: int = 256,
+        overflow: OverflowPolicy = "close",
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"outgoing_queue_size must be at least 1, not {queue_size}")
+        if overflow not in ("close", "drop_oldest"):
+            raise ValueError(f'outgoing_overflow must be "close" or "drop_oldest", not {overflow!r}')
+        self.server = server
+        self.backend = backend
+        self.queue_size = queue_size
+        self.overflow: OverflowPolicy = overflow
+        self.stats = BroadcastStats()
+        #: Local connections of each room.
+        self.rooms: dict[str, set[WebSocket]] = {}
+        self.outboxes: dict[WebSocket, Outbox] = {}
+        self.dispatchers: list[Dispatcher] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def attach(self, dispatcher: Dispatcher) -> None:
+        """A running server's dispatcher: its connections receive broadcasts; starts the backend."""
+        dispatcher.server = self.server
+        self.dispatchers.append(dispatcher)
+        if not self._started:
+            self._started = True
+            await self.backend.start(self.receive)
+
+    async def detach(self, dispatcher: Dispatcher) -> None:
+        """The server stopped; the last one to stop stops the backend."""
+        if dispatcher in self.dispatchers:
+            self.dispatchers.remove(dispatcher)
+        if not self.dispatchers and self._started:
+            self._started = False
+            await self.backend.stop()
+
+    def spawn(self, coroutine: object) -> None:
+        """Run a background coroutine, keeping a reference until it ends."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- rooms -------------------------------------------------------------
+
+    async def join(self, websocket: WebSocket, room: str) -> None:
+        """Add ``websocket`` to ``room`` (nothing happens if it is in it already)."""
+        if not isinstance(room, str) or not room:
+            raise ValueError(f"a room is a non-empty string, not {room!r}")
+        if room in websocket._rooms:
+            return
+        websocket._rooms.add(room)
+        members = self.rooms.get(room)
+        if members is None:
+            members = self.rooms[room] = set()
+        members.add(websocket)
+        await self.backend.set_members(room, len(members))
+
+    async def leave(self, websocket: WebSocket, room: str) -> None:
+        """Remove ``websocket`` from ``room`` (nothing happens if it is not in it)."""
+        if room not in websocket._rooms:
+            return
+        websocket._rooms.discard(room)
+        members = self.rooms.get(room)
+        count = 0
+        if members is not None:
+            members.discard(websocket)
+            count = len(members)
+            if not count:
+                del self.rooms[room]
+        await self.backend.set_members(room, count)
+
+    async def disconnected(self, websocket: WebSocket) -> None:
+        """A connection ended: leave all its rooms and drop its queue. Never raises."""
+        self.outboxes.pop(websocket, None)
+        for room in list(websocket._rooms):
+            try:
+                await self.leave(websocket, room)
+            except Exception:
+                logger.exception("leaving room %r failed", room)
+
+    async def room_members(self, room: str) -> int:
+        """Connections in ``room``: across the cluster with a shared backend."""
+        members = self.rooms.get(room)
+        return await self.backend.count_members(room, len(members) if members else 0)
+
+    # -- broadcast ---------------------------------------------------------
+
+    async def broadcast(
+        self,
+        data: object,
+        room: str | None = None,
+        exclude: WebSocket | Iterable[WebSocket] | None = None,
+    ) -> int:
+        """Encode ``data`` once, queue it for local recipients, publish it to the other servers.
+
+        Returns the number of local connections it was queued for.
+        """
+        payload = encode_json(data)
+        stats = self.stats
+        stats.broadcasts += 1
+        stats.encodes += 1
+        excluded: set[WebSocket] | None
+        if exclude is None:
+            excluded = None
+        elif isinstance(exclude, WebSocket):
+            excluded = {exclude}
+        else:
+            excluded = set(exclude)
+        queued = self.deliver(room, payload, excluded)
+        await self.backend.publish(room, payload)
+        return queued
+
+    def receive(self, room: str | None, payload: bytes) -> None:
+        """The backend's callback: another server's publication."""
+        self.stats.received += 1
+        self.deliver(room, payload, None)
+
+    def deliver(self, room: str | None, payload: bytes, exclude: set[WebSocket] | None) -> int:
+        """Queue ``payload`` for the local connections of ``room`` (or all of them)."""
+        targets: Iterable[WebSocket]
+        if room is None:
+            if len(self.dispatchers) == 1:
+                targets = self.dispatchers[0].connections
+            else:
+                targets = {ws for dispatcher in self.dispatchers for ws in dispatcher.connections}
+        else:
+            members = self.rooms.get(room)
+            if not members:
+                return 0
+            targets = members
+        outboxes = self.outboxes
+        queued = 0
+        for websocket in list(targets):
+            if exclude is not None and websocket in exclude:
+                continue
+            outbox = outboxes.get(websocket)
+            if outbox is None:
+                if websocket.closed:
+                    continue
+                outbox = outboxes[websocket] = Outbox(self, websocket)
+            if outbox.put(payload):
+                queued += 1
+        return queued
