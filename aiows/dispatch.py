@@ -59,18 +59,22 @@ class RouteTable:
         self.disconnect = disconnect
         self.connect_passes = connect_passes
 
-    async def admit(self, websocket: WebSocket) -> bool:
-        """Run the connect chain; ``True`` if every part of it let the connection in."""
+    async def admit(self, websocket: WebSocket) -> bool | None:
+        """Run the connect chain; ``True`` if every part of it let the connection in.
+
+        ``None`` if the client left during the connect chain, ``False`` if the
+        chain refused the connection or failed.
+        """
         try:
             await self.connect.call(websocket)
         except Exception:
             if websocket.closed:
-                return False  # the client left during the connect chain
+                return None  # the client left during the connect chain
             logger.exception("connect handler or middleware failed")
             await websocket.close(1011, "internal error")
             return False
         if websocket.closed:
-            return False
+            return None
         if websocket.connect_passes != self.connect_passes:
             await websocket.close(1008, "connection refused")
             return False
@@ -197,7 +201,11 @@ class Dispatcher:
         ip = self.client_ip(connection.remote_address, headers)
         websocket = WebSocket(connection, ip, self.send_timeout, self.close_timeout, self.server)
         websocket.busy = True
-        if not await table.admit(websocket):
+        admitted = await table.admit(websocket)
+        if admitted is None and websocket.connect_passes == table.connect_passes:
+            # The client left while the connect handlers ran: they all ran, so the disconnect handlers run too.
+            await self._disconnect(table, websocket)
+        if not admitted:
             return
         websocket.busy = False
         self.connections.add(websocket)
@@ -217,14 +225,19 @@ class Dispatcher:
             self.connections.discard(websocket)
             if not websocket.closed:
                 await websocket.close(*((1001, SHUTDOWN_REASON) if self.draining else (1011, "internal error")))
-            await connection.wait_closed()
-            reason = disconnect_reason(connection.close_code, connection.close_reason)
-            try:
-                await table.disconnect.call(websocket, reason)
-            except Exception:
-                logger.exception("disconnect middleware failed")
-            if self.server is not None:
-                await self.server.hub.disconnected(websocket)  # leave every room
+            await self._disconnect(table, websocket)
+
+    async def _disconnect(self, table: RouteTable, websocket: WebSocket) -> None:
+        """Wait for the connection to be closed, then run the disconnect chain once."""
+        connection = websocket.connection
+        await connection.wait_closed()
+        reason = disconnect_reason(connection.close_code, connection.close_reason)
+        try:
+            await table.disconnect.call(websocket, reason)
+        except Exception:
+            logger.exception("disconnect middleware failed")
+        if self.server is not None:
+            await self.server.hub.disconnected(websocket)  # leave every room
 
     async def _receive(self, websocket: WebSocket, decode: bool | None) -> bytes | str:
         """The next frame; with ``idle_timeout``, close with 1001 when none comes in time."""

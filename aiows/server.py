@@ -320,6 +320,10 @@ class RunningServer:
                 logger.info("refused a connection from %s: HTTP %d", ip, refusal)
                 text = "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n"
                 return connection.respond(refusal, text)
+            # A client that leaves after sending its request may never reach the connection
+            # handler (websockets drops it without a call): free its slot when the TCP link goes.
+            key, limiter = connection.remote_address, dispatcher.limiter
+            connection.connection_lost_waiter.add_done_callback(lambda _: limiter.release(key))
         return None
 
     def process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
