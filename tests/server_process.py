@@ -15,11 +15,9 @@ import sys
 import time
 from typing import Any
 
-import logging
 
 import orjson
 
-import aiows
 
 SCRIPT = r"""
 import asyncio, signal, sys
@@ -130,22 +128,3 @@ class ServerProcess:
     async def __aexit__(self, *exc_info: object) -> None:
         if self.process is not None and self.process.returncode is None:
             await self.stop()
-
-
-def compiled_eof_bug(record: logging.LogRecord) -> bool:
-    """The known compiled-build bug: exceptions thrown into the compiled connection loop escape it.
-
-    With the mypyc build, an exception that reaches ``Dispatcher.serve``
-    through a future (the ``EOFError`` that ``websockets``' ``recv()`` catches
-    internally on a normal close, or ``ConnectionResetError`` from a send to a
-    vanished client) skips the ``except`` clauses of the compiled code and of
-    the awaited ``websockets`` coroutine, and websockets logs "connection
-    handler failed". The pure build is clean.
-    ``test_normal_close_is_not_logged_as_an_error`` tracks it (strict xfail on compiled).
-    """
-    return (
-        aiows.COMPILED
-        and record.getMessage() == "connection handler failed"
-        and record.exc_info is not None
-        and isinstance(record.exc_info[1], (EOFError, ConnectionResetError, BrokenPipeError))
-    )

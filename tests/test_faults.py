@@ -20,12 +20,10 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-import aiows
 from aiows import BaseMessage, BaseMiddleware, Router, WebSocket, WebSocketServer
 from aiows.exceptions import ConnectionError as ClientGone
 from aiows.testing import TestClient, TestConnection
 from aiows.types import ConnectHandler
-from server_process import compiled_eof_bug
 
 
 @pytest.fixture
@@ -39,13 +37,11 @@ def server_errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging
             for record in caplog.records
             if record.levelno >= logging.ERROR
             and record.name.split(".")[0] in ("aiows", "websockets")
-            and not compiled_eof_bug(record)
-        ]
+            ]
 
     return errors
 
 
-@pytest.mark.xfail(aiows.COMPILED, reason="compiled build: EOFError escapes Dispatcher.serve", strict=True)
 async def test_normal_close_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     events = Events()

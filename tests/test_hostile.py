@@ -13,7 +13,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_process import ServerProcess, compiled_eof_bug
+from server_process import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -53,7 +53,6 @@ def server_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
         for record in caplog.records
         if record.levelno >= logging.ERROR
         and record.name.split(".")[0] in ("aiows", "websockets")
-        and not compiled_eof_bug(record)
     ]
 
 
