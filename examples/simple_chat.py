@@ -1,7 +1,10 @@
-"""A chat server with rooms; run several of them on one Redis to chat across processes.
+"""A chat server with rooms and a page to chat in; run several on one Redis to chat across processes.
 
 Run it with ``python examples/simple_chat.py [PORT] [REDIS_URL]`` (default port
-8000, in-memory rooms). With a Redis URL, every process started with the same
+8000, in-memory rooms), then open ``http://localhost:8000/`` in a browser, in
+two tabs to chat between them: the same port serves the page
+(``examples/static/chat.html``) over plain HTTP and the chat over WebSocket.
+With a Redis URL, every process started with the same
 URL shares rooms, broadcasts and member counts::
 
     python examples/simple_chat.py 8001 redis://localhost:6379/0
@@ -26,12 +29,16 @@ say or leave where you have not joined. Disconnecting leaves every room
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from aiows import BaseMessage, ChatMessage, Router, WebSocket, WebSocketServer
 from aiows.exceptions import AiowsException
+from aiows.http import HTTPRequest, HTTPResponse
+
+PAGE = (Path(__file__).resolve().parent / "static" / "chat.html").read_bytes()
 
 
 class Join(BaseMessage):
@@ -142,6 +149,11 @@ async def on_disconnect(websocket: WebSocket, reason: str) -> None:
     print(f"Client disconnected: {reason}")
 
 
+def chat_page(request: HTTPRequest) -> HTTPResponse:
+    """The chat page, for a browser opening ``http://localhost:8000/``."""
+    return HTTPResponse(body=PAGE, content_type="text/html; charset=utf-8")
+
+
 def make_server(redis_url: str | None = None) -> WebSocketServer:
     """The chat server, on in-memory rooms or on the Redis at ``redis_url``."""
     if redis_url is None:
@@ -153,6 +165,7 @@ def make_server(redis_url: str | None = None) -> WebSocketServer:
 
 server = make_server(sys.argv[2] if __name__ == "__main__" and len(sys.argv) > 2 else None)
 server.include_router(router)
+server.add_http_route("/", chat_page)
 
 if __name__ == "__main__":
     server.run(host="localhost", port=int(sys.argv[1]) if len(sys.argv) > 1 else 8000)
