@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 from types import TracebackType
+from typing import Any, Callable
 
 from websockets.asyncio.server import Server, serve
 
@@ -20,6 +21,40 @@ __all__ = ["RunningServer", "WebSocketServer"]
 
 #: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+#: The ``transport=`` choices: the library whose asyncio ``serve()`` runs the server.
+TRANSPORTS = ("websockets", "picows")
+
+#: The ``loop=`` choices of ``run()``.
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def serve_function(transport: str) -> Callable[..., Any]:
+    """The ``serve()`` of ``transport``; a clear ``ImportError`` if its extra is not installed."""
+    if transport == "picows":
+        try:
+            from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise ImportError(
+                'transport="picows" needs the picows package: pip install "aiows[fast]"'
+            ) from exc
+        return picows_serve
+    return serve
+
+
+def run_with_loop(loop: str, main: Any) -> None:
+    """Run the coroutine ``main`` on uvloop (``"uvloop"``, or ``"auto"`` when installed) or asyncio."""
+    if loop != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            if loop == "uvloop":
+                main.close()
+                raise ImportError('loop="uvloop" needs the uvloop package: pip install "aiows[fast]"') from exc
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 class WebSocketServer:
@@ -38,6 +73,10 @@ class WebSocketServer:
     - ``close_timeout``: seconds to wait for the closing handshake (default 10).
     - ``max_queue``: incoming messages buffered per connection while a handler
       runs (default 16); past that, reading from the socket pauses.
+    - ``transport``: ``"websockets"`` (default) or ``"picows"``, the faster
+      implementation of the same API (``pip install "aiows[fast]"``).
+    - ``loop``: the event loop ``run()`` uses: ``"auto"`` (default: uvloop when
+      installed, like uvicorn), ``"uvloop"`` or ``"asyncio"``.
     """
 
     def __init__(
@@ -50,9 +89,15 @@ class WebSocketServer:
         open_timeout: float | None = 10.0,
         close_timeout: float | None = 10.0,
         max_queue: int | None = 16,
+        transport: str = "websockets",
+        loop: str = "auto",
     ) -> None:
         if compression not in (None, "deflate"):
             raise ValueError(f'compression must be None or "deflate", not {compression!r}')
+        if transport not in TRANSPORTS:
+            raise ValueError(f'transport must be "websockets" or "picows", not {transport!r}')
+        if loop not in LOOPS:
+            raise ValueError(f'loop must be "auto", "asyncio" or "uvloop", not {loop!r}')
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -60,6 +105,8 @@ class WebSocketServer:
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.max_queue = max_queue
+        self.transport = transport
+        self.loop = loop
         self.middlewares: list[BaseMiddleware] = []
         self.routers: list[Router] = []
 
@@ -104,9 +151,12 @@ class WebSocketServer:
         return RunningServer(self, host, port)
 
     def run(self, host: str = "localhost", port: int = 8000) -> None:
-        """Serve until Ctrl-C or SIGTERM, then close every connection and return."""
+        """Serve until Ctrl-C or SIGTERM, then close every connection and return.
+
+        Runs on uvloop when it is installed, unless ``loop="asyncio"``.
+        """
         try:
-            asyncio.run(self._run_until_signal(host, port))
+            run_with_loop(self.loop, self._run_until_signal(host, port))
         except KeyboardInterrupt:
             pass
 
@@ -156,7 +206,7 @@ class RunningServer:
         """Compose the chains and start listening."""
         app = self.app
         dispatcher = app.dispatcher()
-        self._server = await serve(
+        self._server = await serve_function(app.transport)(
             dispatcher.serve,
             self.host,
             self.requested_port,

@@ -15,6 +15,9 @@ __all__ = ["Connection", "RequestLike"]
 #: ``connection.state`` value of an open connection (an ``IntEnum`` in both libraries).
 OPEN = 1
 
+#: ``connection.state`` value of a closed connection.
+CLOSED = 3
+
 
 class RequestLike(Protocol):
     """The HTTP request that opened a connection."""

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .transport import OPEN, Connection
+from .transport import CLOSED, OPEN, Connection
 
 __all__ = ["WebSocket", "decode_json", "encode_json"]
 
@@ -96,7 +96,10 @@ class WebSocket:
     @property
     def close_code(self) -> int | None:
         """The close code, once the connection is closed (1006 when the peer vanished)."""
-        return self._connection.close_code
+        code = self._connection.close_code
+        if code is None and self._connection.state == CLOSED:
+            return 1006  # websockets reports 1006 itself; picows leaves it None
+        return code
 
     @property
     def close_reason(self) -> str | None:
