@@ -38,7 +38,8 @@ def serve_function(transport: str) -> Callable[..., Any]:
             raise ImportError(
                 'transport="picows" needs the picows package: pip install "aiows[fast]"'
             ) from exc
-        return picows_serve
+        picows_function: Callable[..., Any] = picows_serve
+        return picows_function
     return serve
 
 

@@ -46,15 +46,13 @@ def pure_copy(destination: Path) -> Path:
 
 
 def run_build(label: str, env: dict[str, str], quick: bool, output: Path) -> dict[str, Any]:
-    """Run the suite in a subprocess; return ``{"compiled": bool, "medians": {name: seconds}}``."""
+    """Run the suite in a subprocess; return ``{"compiled": bool, "best": {name: seconds}}``."""
     probe = subprocess.run(
         [sys.executable, "-c", "import aiows; print(aiows.COMPILED)"],
         cwd=HERE, env=env, capture_output=True, text=True, check=True,
     )
     compiled = probe.stdout.strip() == "True"
     timing = ["--benchmark-max-time=0.05", "--benchmark-min-rounds=20"] if quick else ["--benchmark-max-time=1.0"]
-    # CPU time of this process, not wall time: steadier on a shared machine.
-    timing.append("--benchmark-timer=time.process_time")
     command = [
         sys.executable, "-m", "pytest", "test_hotpath.py", "-q", "-p", "no:cacheprovider",
         f"--benchmark-json={output}", "--benchmark-disable-gc", *timing,
@@ -65,8 +63,9 @@ def run_build(label: str, env: dict[str, str], quick: bool, output: Path) -> dic
         sys.stdout.write(result.stdout[-3000:] + result.stderr[-3000:])
         raise SystemExit(f"the {label} benchmark run failed")
     report = json.loads(output.read_text())
-    medians = {bench["name"]: bench["stats"]["median"] for bench in report["benchmarks"]}
-    return {"compiled": compiled, "medians": medians}
+    # The fastest round: on a shared machine, other processes only ever add time.
+    best = {bench["name"]: bench["stats"]["min"] for bench in report["benchmarks"]}
+    return {"compiled": compiled, "best": best}
 
 
 def main() -> None:
@@ -85,14 +84,14 @@ def main() -> None:
     if pure["compiled"]:
         raise SystemExit("the pure side imported a compiled aiows: check PYTHONPATH")
     print()
-    print(f"{'benchmark (median)':<32}{'compiled':>12}{'pure':>12}{'pure/compiled':>15}")
-    for name, fast in compiled["medians"].items():
-        slow = pure["medians"].get(name)
+    print(f"{'benchmark (best round)':<32}{'compiled':>12}{'pure':>12}{'pure/compiled':>15}")
+    for name, fast in compiled["best"].items():
+        slow = pure["best"].get(name)
         if slow is None:
             continue
         print(f"{name:<32}{fast * 1e9:>10.0f}ns{slow * 1e9:>10.0f}ns{slow / fast:>14.2f}x")
-    fast = compiled["medians"].get(TARGET_BENCHMARK)
-    slow = pure["medians"].get(TARGET_BENCHMARK)
+    fast = compiled["best"].get(TARGET_BENCHMARK)
+    slow = pure["best"].get(TARGET_BENCHMARK)
     if fast and slow:
         print(
             f"\nhot path with 3 middlewares: compiled is {slow / fast:.2f}x faster than pure "
