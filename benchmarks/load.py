@@ -69,6 +69,7 @@ ROWS = [
     Row("naive", "naive (json, model_validate, chain/msg)"),
     Row("raw-uvloop", "raw websockets echo (uvloop)", ("uvloop",)),
     Row("aiows-uvloop", "aiows on uvloop", ("uvloop",)),
+    Row("raw-picows", "raw picows.websockets echo (uvloop)", ("picows", "uvloop")),
     Row("aiows-picows", 'aiows transport="picows" (uvloop)', ("picows", "uvloop")),
     Row("aiows-picows-asyncio", 'aiows transport="picows" (asyncio)', ("picows",)),
     Row("fastapi", "FastAPI + uvicorn (defaults)", ("fastapi", "uvicorn")),

@@ -55,6 +55,19 @@ async def raw_echo() -> None:
         await asyncio.Future()
 
 
+async def raw_picows_echo() -> None:
+    """Raw ``picows.websockets`` (the same asyncio API): every frame straight back."""
+    from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
+
+    async def echo(websocket: Any) -> None:
+        async for message in websocket:
+            await websocket.send(message)
+
+    async with picows_serve(echo, "127.0.0.1", 0, compression=None) as server:
+        announce(server.sockets[0].getsockname()[1])
+        await asyncio.Future()
+
+
 async def naive() -> None:
     """What a hand-written server often does: stdlib json, ``model_validate``, a chain built per message."""
 
@@ -140,6 +153,7 @@ KINDS: dict[str, Callable[[], None]] = {
     "aiows": lambda: run(aiows_app(), "asyncio"),
     "aiows-mw3": lambda: run(aiows_app(3), "asyncio"),
     "aiows-uvloop": lambda: run(aiows_app(), "uvloop"),
+    "raw-picows": lambda: run(raw_picows_echo(), "uvloop"),
     "aiows-picows": lambda: run(aiows_app(transport="picows"), "uvloop"),
     "aiows-picows-asyncio": lambda: run(aiows_app(transport="picows"), "asyncio"),
     "naive": lambda: run(naive(), "asyncio"),
