@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .transport import CLOSED, OPEN, Connection
+from .transport import CLOSED, OPEN, Connection, send_text
 
 __all__ = ["WebSocket", "decode_json", "encode_json"]
 
@@ -106,22 +106,19 @@ class WebSocket:
         """The peer's close reason, once the connection is closed."""
         return self._connection.close_reason
 
-    async def send_json(self, data: object) -> None:
+    def send_json(self, data: object) -> Coroutine[Any, Any, None]:
         """Send ``data`` as one JSON text frame (dicts, lists, models, datetimes...).
 
-        Raises ``aiows.exceptions.ConnectionError`` if the connection is closed.
+        Use it as ``await websocket.send_json(data)``: ``data`` is encoded by the
+        call (a ``TypeError`` for what JSON cannot hold), the frame is sent by the
+        await, which raises ``aiows.exceptions.ConnectionError`` if the
+        connection is closed.
         """
-        payload = encode_json(data)
-        try:
-            await self._connection.send(payload, text=True)
-        except Exception:
-            if self.closed:
-                raise ConnectionError("connection closed", self.close_code) from None
-            raise
+        return send_text(self, encode_json(data))
 
-    async def send_message(self, message: BaseModel) -> None:
-        """Send a pydantic model (a ``BaseMessage``) as one JSON frame."""
-        await self.send_json(message)
+    def send_message(self, message: BaseModel) -> Coroutine[Any, Any, None]:
+        """Send a pydantic model (a ``BaseMessage``) as one JSON frame: ``await websocket.send_message(m)``."""
+        return send_text(self, encode_json(message))
 
     async def receive_json(self) -> Any:
         """Wait for the client's next frame and return it decoded.

@@ -34,6 +34,7 @@ import platform
 import select
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -254,12 +255,14 @@ async def client(args: argparse.Namespace) -> dict[str, Any]:
     idle: list[Peer] = []
     for start in range(0, settings.idle, 50):
         idle += await asyncio.gather(*(connect() for _ in range(min(50, settings.idle - start))))
-    await asyncio.sleep(0.5)
-    per_connection = (server_rss(args.server_pid) - before) / settings.idle
+    if settings.idle:
+        await asyncio.sleep(0.5)
+    per_connection = (server_rss(args.server_pid) - before) / max(settings.idle, 1)
     for peer in idle:
         peer.close()
-    idle.clear()
-    await settle(args.server_pid)
+    if idle:
+        idle.clear()
+        await settle(args.server_pid)
 
     # Latency: one connection, one request at a time.
     peer = await connect()
@@ -401,6 +404,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds in all: a smoke run, not a measurement")
     parser.add_argument("--only", help="comma-separated row kinds to run (raw is always run)")
+    parser.add_argument("--repeat", type=int, help="rounds over all rows; each figure is the median (default 3; 1 quick)")
     parser.add_argument("--idle", type=int, help="idle connections for the memory figure (default 2,000; 50 quick)")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -410,6 +414,8 @@ def main() -> None:
     if args.client:
         client_main(args)
         return
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
 
     import aiows
 
@@ -424,7 +430,8 @@ def main() -> None:
     )
     print(
         f"# {settings.idle} idle connections; {settings.round_trips} round trips; "
-        f"{settings.connections}x{settings.window} in flight for {settings.duration:g} s"
+        f"{settings.connections}x{settings.window} in flight for {settings.duration:g} s; "
+        f"median of {args.repeat} round(s)"
         f"{' [--quick: a smoke run, not a measurement]' if args.quick else ''}",
         flush=True,
     )
@@ -435,35 +442,41 @@ def main() -> None:
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|", flush=True)
     notes: list[str] = []
-    results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    rows = [row for row in ROWS if only is None or row.kind in only]
     with tempfile.TemporaryDirectory() as tmp:
         pure_path = str(pure_sources(Path(tmp)))
-        for row in ROWS:
-            if only is not None and row.kind not in only:
-                continue
-            absent = missing(row)
-            if absent:
-                notes.append(f"skipped {row.label}: {', '.join(absent)} not installed")
-                continue
-            env = dict(os.environ)
-            if row.pure:
-                env["PYTHONPATH"] = os.pathsep.join(filter(None, [pure_path, env.get("PYTHONPATH", "")]))
-            try:
-                result = measure(row, env, args.quick, args.idle)
-            except Exception as exc:
-                notes.append(f"failed {row.label}: {exc}")
-                continue
-            results[row.label] = result
-            raw = results.get(ROWS[0].label, result)
-            print(
-                f"| {row.label:<40} | {result['msgs_per_s']:>8.0f} | {result['server_cpu_share']:>9.0%} "
-                f"| {result['cpu_us_per_msg']:>10.1f} "
-                f"| {result['p50_us']:>7.0f} | {result['p99_us']:>7.0f} "
-                f"| {result['idle_bytes_per_conn'] / 1024:>13.1f} "
-                f"| {result['msgs_per_s'] / raw['msgs_per_s']:>13.2f}x "
-                f"| {raw['cpu_us_per_msg'] / result['cpu_us_per_msg']:>11.2f}x |",
-                flush=True,
-            )
+        for repeat in range(args.repeat):  # round after round, so a busy spell on the machine hits every row
+            for row in rows:
+                absent = missing(row)
+                if absent:
+                    if repeat == 0:
+                        notes.append(f"skipped {row.label}: {', '.join(absent)} not installed")
+                    continue
+                env = dict(os.environ)
+                if row.pure:
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pure_path, env.get("PYTHONPATH", "")]))
+                idle = args.idle if repeat == 0 else 0  # memory is measured in the first round only
+                try:
+                    runs.setdefault(row.label, []).append(measure(row, env, args.quick, idle))
+                except Exception as exc:
+                    notes.append(f"failed {row.label}: {exc}")
+                    continue
+                if args.repeat > 1:
+                    print(f"# round {repeat + 1}/{args.repeat}: {row.label}", file=sys.stderr, flush=True)
+    results = {label: median_result(values) for label, values in runs.items()}
+    raw = results.get(ROWS[0].label)
+    for label, result in results.items():
+        base = raw or result
+        print(
+            f"| {label:<40} | {result['msgs_per_s']:>8.0f} | {result['server_cpu_share']:>9.0%} "
+            f"| {result['cpu_us_per_msg']:>10.1f} "
+            f"| {result['p50_us']:>7.0f} | {result['p99_us']:>7.0f} "
+            f"| {result['idle_bytes_per_conn'] / 1024:>13.1f} "
+            f"| {result['msgs_per_s'] / base['msgs_per_s']:>13.2f}x "
+            f"| {base['cpu_us_per_msg'] / result['cpu_us_per_msg']:>11.2f}x |",
+            flush=True,
+        )
     clients = {result["client"] for result in results.values()}
     if clients == {"websockets"}:
         notes.append("client: websockets (install picows for a cheaper client; msg/s may be client-bound)")
@@ -472,6 +485,14 @@ def main() -> None:
     print_targets(results)
     if any(note.startswith("failed") for note in notes):
         raise SystemExit(1)
+
+
+def median_result(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (memory: from the first round, the only one that measures it)."""
+    result = dict(values[0])
+    for key in ("msgs_per_s", "cpu_us_per_msg", "p50_us", "p99_us", "server_cpu_share", "client_cpu_share"):
+        result[key] = statistics.median(value[key] for value in values)
+    return result
 
 
 def print_targets(results: dict[str, dict[str, Any]]) -> None:

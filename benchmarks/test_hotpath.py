@@ -52,6 +52,25 @@ class NullConnection:
         pass
 
 
+class FeedConnection(NullConnection):
+    """A connection whose ``recv`` returns ``count`` requests at once, then reports the connection closed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.left = count
+        self.state = 1
+
+    async def recv(self, decode: bool | None = None) -> str | bytes:
+        self.left -= 1
+        if self.left <= 0:
+            self.state = 3
+        return PAYLOAD
+
+
+#: Requests per ``serve`` run in ``test_serve_loop``.
+SERVE_BATCH = 1000
+
+
 def drive(coroutine: Coroutine[Any, Any, Any]) -> None:
     """Run a coroutine that never suspends to its end."""
     try:
@@ -84,6 +103,19 @@ def test_message(benchmark: Benchmark, depth: int) -> None:
     dispatcher, websocket, connection = setup(depth)
     benchmark(lambda: drive(dispatcher.handle(websocket, PAYLOAD)))
     assert connection.sent > 0
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+def test_serve_loop(benchmark: Benchmark, depth: int) -> None:
+    """``SERVE_BATCH`` requests through ``Dispatcher.serve``'s loop, as a server runs them (time per batch)."""
+    dispatcher = make_app(depth).dispatcher()
+
+    def run() -> None:
+        connection = FeedConnection(SERVE_BATCH)
+        drive(dispatcher.serve(connection))
+        assert connection.sent == SERVE_BATCH
+
+    benchmark(run)
 
 
 def test_dispatch_only(benchmark: Benchmark) -> None:
