@@ -64,7 +64,7 @@ class Row:
 
 ROWS = [
     Row("raw", "raw websockets echo (asyncio)"),
-    Row("aiows", "aiows (compiled, asyncio)"),
+    Row("aiows", "aiows default (asyncio)"),
     Row("aiows-mw3", "aiows + 3 middlewares"),
     Row("aiows", "aiows pure build", pure=True),
     Row("naive", "naive (json, model_validate, chain/msg)"),
@@ -509,14 +509,14 @@ def print_targets(results: dict[str, dict[str, Any]]) -> None:
 
     raw, raw_uv = "raw websockets echo (asyncio)", "raw websockets echo (uvloop)"
     print("# targets:")
-    print(f"#   aiows vs raw websockets (>= 0.90x): {ratio('aiows (compiled, asyncio)', raw)}")
+    print(f"#   aiows vs raw websockets (>= 0.90x): {ratio('aiows default (asyncio)', raw)}")
     print(f"#   aiows + 3 middlewares vs raw (>= 0.85x): {ratio('aiows + 3 middlewares', raw)}")
     print(f"#   aiows on uvloop vs raw on uvloop (>= 0.90x): {ratio('aiows on uvloop', raw_uv)}")
     picows = 'aiows transport="picows" (uvloop)'
     print(f"#   picows transport vs raw on asyncio (>= 2x): {ratio(picows, raw)}")
     print(f"#   picows transport vs FastAPI + uvicorn (>= 1.5x): {ratio(picows, 'FastAPI + uvicorn (defaults)')}")
-    if raw in results and "aiows (compiled, asyncio)" in results:
-        extra = results["aiows (compiled, asyncio)"]["idle_bytes_per_conn"] - results[raw]["idle_bytes_per_conn"]
+    if raw in results and "aiows default (asyncio)" in results:
+        extra = results["aiows default (asyncio)"]["idle_bytes_per_conn"] - results[raw]["idle_bytes_per_conn"]
         print(f"#   idle memory, aiows minus raw (<= 2 KiB): {extra / 1024:.1f} KiB per connection")
 
 
