@@ -196,7 +196,7 @@ class RunningServer:
 
     @property
     def server(self) -> Server:
-        """The underlying ``websockets`` server."""
+        """The underlying server: ``websockets``' ``Server`` (``picows.websockets``' with ``transport="picows"``)."""
         if self._server is None:
             raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
         return self._server
