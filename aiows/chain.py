@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -103,11 +103,13 @@ class MessageHandlerStep(MessageStep):
     def __init__(self, handler: MessageHandler, adapter: TypeAdapter[Any]) -> None:
         self.handler = handler
         self.adapter = adapter
+        # pydantic-core's validator itself: TypeAdapter.validate_python is a Python wrapper around it.
+        self.validate: Callable[[Any], Any] = adapter.validator.validate_python
 
     def call(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
         """Validate now (a ``MessageValidationError`` is raised by the call); return the handler's coroutine."""
         try:
-            model = self.adapter.validate_python(message)
+            model = self.validate(message)
         except ValidationError as exc:
             raise MessageValidationError("message failed validation", validation_errors(exc)) from None
         return self.handler(websocket, model)
