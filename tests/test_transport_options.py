@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from aiows import ChatMessage, Router, WebSocket, WebSocketServer
+from aiows.exceptions import ConnectionError
 from aiows.server import run_with_loop, serve_function
 from aiows.testing import TestClient
 
@@ -83,3 +84,32 @@ def test_the_app_runs_unchanged_on_picows_and_reports_its_connection_class() -> 
     asyncio.run(main())
     assert replies == [{"type": "chat", "text": "HI"}]
     assert classes and classes[0].startswith("picows.")
+
+
+@pytest.mark.usefixtures("transport")
+async def test_send_after_close_raises_aiows_connection_error_and_bad_data_a_type_error() -> None:
+    router = Router()
+    seen: list[Any] = []
+
+    @router.message("chat")
+    async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
+        try:
+            await websocket.send_json({"not json": object()})
+        except TypeError:
+            seen.append("TypeError")
+        await websocket.close(4000, "done")
+        try:
+            await websocket.send_json({"type": "late"})
+        except ConnectionError as exc:
+            seen.append(("ConnectionError", websocket.closed))
+
+    server = WebSocketServer()
+    server.include_router(router)
+    async with TestClient(server) as client, client.connect() as ws:
+        await ws.send_json({"type": "chat", "text": "hi", "user_id": 1})
+        assert await ws.wait_closed() == 4000
+    for _ in range(100):
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == ["TypeError", ("ConnectionError", True)]
