@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -73,13 +73,21 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 class MessageStep:
-    """One link of a message chain; calling it runs the rest of the chain."""
+    """One link of a message chain; calling it runs the rest of the chain.
 
-    async def call(self, websocket: WebSocket, message: JSONObject) -> Any:
+    ``call`` is a plain function that returns the next coroutine to await (the
+    middleware hook's, or at the end the user's handler's) instead of awaiting
+    it itself: the whole chain then runs as one stack of coroutines awaiting
+    each other directly, with no compiled frame in between. Measured: each
+    await that crosses between compiled and interpreted code costs about as
+    much as a middleware layer.
+    """
+
+    def call(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
         raise NotImplementedError
 
-    async def __call__(self, websocket: WebSocket, message: JSONObject) -> Any:
-        return await self.call(websocket, message)
+    def __call__(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
+        return self.call(websocket, message)  # the step's own coroutine: no extra frame per layer
 
 
 class MessageMiddlewareStep(MessageStep):
@@ -87,21 +95,24 @@ class MessageMiddlewareStep(MessageStep):
         self.middleware = middleware
         self.next_step = next_step
 
-    async def call(self, websocket: WebSocket, message: JSONObject) -> Any:
-        return await self.middleware.on_message(self.next_step, websocket, message)
+    def call(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
+        return self.middleware.on_message(self.next_step, websocket, message)
 
 
 class MessageHandlerStep(MessageStep):
     def __init__(self, handler: MessageHandler, adapter: TypeAdapter[Any]) -> None:
         self.handler = handler
         self.adapter = adapter
+        # pydantic-core's validator itself: TypeAdapter.validate_python is a Python wrapper around it.
+        self.validate: Callable[[Any], Any] = adapter.validator.validate_python
 
-    async def call(self, websocket: WebSocket, message: JSONObject) -> Any:
+    def call(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
+        """Validate now (a ``MessageValidationError`` is raised by the call); return the handler's coroutine."""
         try:
-            model = self.adapter.validate_python(message)
+            model = self.validate(message)
         except ValidationError as exc:
             raise MessageValidationError("message failed validation", validation_errors(exc)) from None
-        return await self.handler(websocket, model)
+        return self.handler(websocket, model)
 
 
 class ConnectStep:
@@ -110,8 +121,8 @@ class ConnectStep:
     async def call(self, websocket: WebSocket) -> Any:
         raise NotImplementedError
 
-    async def __call__(self, websocket: WebSocket) -> Any:
-        return await self.call(websocket)
+    def __call__(self, websocket: WebSocket) -> Awaitable[Any]:
+        return self.call(websocket)  # the step's own coroutine: no extra frame per layer
 
 
 class ConnectMiddlewareStep(ConnectStep):
@@ -149,8 +160,8 @@ class DisconnectStep:
     async def call(self, websocket: WebSocket, reason: str) -> Any:
         raise NotImplementedError
 
-    async def __call__(self, websocket: WebSocket, reason: str) -> Any:
-        return await self.call(websocket, reason)
+    def __call__(self, websocket: WebSocket, reason: str) -> Awaitable[Any]:
+        return self.call(websocket, reason)  # the step's own coroutine: no extra frame per layer
 
 
 class DisconnectMiddlewareStep(DisconnectStep):

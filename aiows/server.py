@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -37,6 +38,52 @@ logger = logging.getLogger("aiows")
 
 #: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+
+#: The ``transport=`` choices: the library whose asyncio ``serve()`` runs the server.
+TRANSPORTS = ("websockets", "picows")
+
+#: The ``loop=`` choices of ``run()``.
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def serve_function(transport: str) -> Callable[..., Any]:
+    """The ``serve()`` of ``transport``; a clear ``ImportError`` if its extra is not installed."""
+    if transport == "picows":
+        try:
+            from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise ImportError(
+                'transport="picows" needs the picows package: pip install "aiows[fast]"'
+            ) from exc
+        picows_function: Callable[..., Any] = picows_serve
+        return picows_function
+    return serve
+
+
+#: picows starts each connection with a 16 KiB read buffer (it grows on demand);
+#: 2 KiB brings an idle connection's memory to about websockets' level.
+PICOWS_READ_BUFFER = 2048
+
+
+def transport_options(transport: str) -> dict[str, Any]:
+    """Options only one transport's ``serve()`` takes."""
+    return {"read_buffer_init_size": PICOWS_READ_BUFFER} if transport == "picows" else {}
+
+
+def run_with_loop(loop: str, main: Any) -> None:
+    """Run the coroutine ``main`` on uvloop (``"uvloop"``, or ``"auto"`` when installed) or asyncio."""
+    if loop != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            if loop == "uvloop":
+                main.close()
+                raise ImportError('loop="uvloop" needs the uvloop package: pip install "aiows[fast]"') from exc
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 class WebSocketServer:
@@ -69,9 +116,15 @@ class WebSocketServer:
         broadcast: BroadcastBackend | None = None,
         outgoing_queue_size: int = 256,
         outgoing_overflow: OverflowPolicy = "close",
+        transport: str = "websockets",
+        loop: str = "auto",
     ) -> None:
         if compression not in (None, "deflate"):
             raise ValueError(f'compression must be None or "deflate", not {compression!r}')
+        if transport not in TRANSPORTS:
+            raise ValueError(f'transport must be "websockets" or "picows", not {transport!r}')
+        if loop not in LOOPS:
+            raise ValueError(f'loop must be "auto", "asyncio" or "uvloop", not {loop!r}')
         if max_concurrent_handlers < 1:
             raise ValueError("max_concurrent_handlers must be at least 1")
         self.max_message_size = max_message_size
@@ -91,6 +144,8 @@ class WebSocketServer:
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.health_path = health_path
         self.shutdown_grace = shutdown_grace
+        self.transport = transport
+        self.loop = loop
         self.middlewares: list[BaseMiddleware] = []
         self.mounts: list[tuple[Router, str | None]] = []
         self.http_routes: dict[str, HTTPHandler] = {}
@@ -217,7 +272,7 @@ class WebSocketServer:
     def run(self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False) -> None:
         """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return."""
         try:
-            asyncio.run(self._run_until_signal(host, port, reuse_port))
+            run_with_loop(self.loop, self._run_until_signal(host, port, reuse_port))
         except KeyboardInterrupt:
             pass
 
@@ -249,7 +304,7 @@ class RunningServer:
 
     @property
     def server(self) -> Server:
-        """The underlying ``websockets`` server."""
+        """The underlying server: ``websockets``' ``Server`` (``picows.websockets``' with ``transport="picows"``)."""
         if self._server is None:
             raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
         return self._server
@@ -281,7 +336,7 @@ class RunningServer:
         dispatcher = self._dispatcher = self.app.dispatcher()
         await app.hub.attach(dispatcher)  # starts the broadcast backend
         try:
-            self._server = await serve(
+            self._server = await serve_function(app.transport)(
                 self._serve_connection,
                 self.host,
                 self.requested_port,
@@ -296,6 +351,7 @@ class RunningServer:
                 process_request=self.process_request,
                 process_response=self.process_response,
                 reuse_port=self.reuse_port,
+                **transport_options(app.transport),
             )
         except BaseException:
             await app.hub.detach(dispatcher)
@@ -316,7 +372,7 @@ class RunningServer:
         try:
             await self.dispatcher.serve(connection)
         except Exception:
-            if connection.state is State.OPEN:
+            if connection.state == State.OPEN:
                 raise
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -338,15 +394,20 @@ class RunningServer:
                 return connection.respond(refusal, text)
             # A client that leaves after sending its request may never reach the connection
             # handler (websockets drops it without a call): free its slot when the TCP link goes.
-            key, limiter = connection.remote_address, dispatcher.limiter
-            connection.connection_lost_waiter.add_done_callback(lambda _: limiter.release(key))
+            # (picows has no such waiter: there the slot is freed when the connection ends or the
+            # handshake fails, and reclaimed after ABANDONED_AFTER seconds otherwise.)
+            lost = getattr(connection, "connection_lost_waiter", None)
+            if lost is not None:
+                key, limiter = connection.remote_address, dispatcher.limiter
+                lost.add_done_callback(lambda _: limiter.release(key))
         return None
 
-    def process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
+    def process_response(self, connection: ServerConnection, request: Request, response: Response) -> Response:
         """Free the connection slot of a handshake that did not open a WebSocket."""
         limiter = self.dispatcher.limiter
         if response.status_code != 101 and limiter is not None:
             limiter.release(connection.remote_address)
+        return response
 
     def _http(self, connection: ServerConnection, path: str, query: str, request: Request) -> Response | None:
         app = self.app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .transport import OPEN, Connection, abort
+from .transport import CLOSED, OPEN, Connection, abort, send_frame
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -135,47 +135,38 @@ class WebSocket:
     @property
     def close_code(self) -> int | None:
         """The close code, once the connection is closed (1006 when the peer vanished)."""
-        return self._connection.close_code
+        code = self._connection.close_code
+        if code is None and self._connection.state == CLOSED:
+            return 1006  # websockets reports 1006 itself; picows leaves it None
+        return code
 
     @property
     def close_reason(self) -> str | None:
         """The peer's close reason, once the connection is closed."""
         return self._connection.close_reason
 
-    async def send_json(self, data: object) -> None:
+    def send_json(self, data: object) -> Coroutine[Any, Any, None]:
         """Send ``data`` as one JSON text frame (dicts, lists, models, datetimes...).
 
-        Waits while the client is slow to read (or, with the server's
-        ``send_timeout``, closes it with 1013 once that expires). Raises
-        ``aiows.exceptions.ConnectionError`` if the connection is closed.
+        Use it as ``await websocket.send_json(data)``: ``data`` is encoded by the
+        call (a ``TypeError`` for what JSON cannot hold), the frame is sent by the
+        await. It waits while the client is slow to read (with the server's
+        ``send_timeout``, the connection is closed with 1013 once that expires)
+        and raises ``aiows.exceptions.ConnectionError`` if the connection is closed.
         """
-        await self._send(encode_json(data), True)
+        return send_frame(self, encode_json(data), True)
 
-    async def send_text(self, text: str) -> None:
-        """Send one text frame as is."""
-        await self._send(text, True)
+    def send_text(self, text: str) -> Coroutine[Any, Any, None]:
+        """Send one text frame as is: ``await websocket.send_text(text)``."""
+        return send_frame(self, text, True)
 
-    async def send_bytes(self, data: bytes) -> None:
-        """Send one binary frame."""
-        await self._send(data, False)
+    def send_bytes(self, data: bytes) -> Coroutine[Any, Any, None]:
+        """Send one binary frame: ``await websocket.send_bytes(data)``."""
+        return send_frame(self, data, False)
 
-    async def _send(self, payload: str | bytes, text: bool) -> None:
-        try:
-            if self.send_timeout is None:
-                await self._connection.send(payload, text=text)
-            else:
-                await asyncio.wait_for(self._connection.send(payload, text=text), self.send_timeout)
-        except asyncio.TimeoutError:
-            self.close_soon(1013, "send timeout")
-            raise ConnectionError("send timed out: the client is not reading", 1013) from None
-        except Exception:
-            if self.closed:
-                raise ConnectionError("connection closed", self.close_code) from None
-            raise
-
-    async def send_message(self, message: BaseModel) -> None:
-        """Send a pydantic model (a ``BaseMessage``) as one JSON frame."""
-        await self.send_json(message)
+    def send_message(self, message: BaseModel) -> Coroutine[Any, Any, None]:
+        """Send a pydantic model (a ``BaseMessage``) as one JSON frame: ``await websocket.send_message(m)``."""
+        return send_frame(self, encode_json(message), True)
 
     async def receive_json(self) -> Any:
         """Wait for the client's next frame and return it decoded.

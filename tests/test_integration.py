@@ -14,6 +14,9 @@ from aiows import BaseMessage, ChatMessage, GameActionMessage, JoinRoomMessage, 
 from aiows.exceptions import AiowsException
 from aiows.testing import TestClient
 
+#: Every test here runs once per transport (see the ``transport`` fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 class Shout(BaseMessage):
     type: Literal["shout"] = "shout"

@@ -25,6 +25,9 @@ from aiows.types import ConnectHandler, DisconnectHandler, JSONObject, MessageNe
 
 SECRET = "your-secret-key"
 
+#: Every test here runs once per transport (see the ``transport`` fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def auth_server() -> tuple[WebSocketServer, list[str]]:
     calls: list[str] = []

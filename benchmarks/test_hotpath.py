@@ -1,0 +1,169 @@
+"""In-process hot path: decode, dispatch, chain, validation, handler, error frames.
+
+No socket and no event loop: each frame goes through ``RouteTable.handle``
+with a connection whose ``send`` returns at once, so the coroutine finishes
+on its first step and the timings are the framework's own cost.
+
+    pytest benchmarks/test_hotpath.py            # this build
+    python benchmarks/compare.py                 # compiled and pure side by side
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+import pytest
+
+from aiows import ChatMessage
+from aiows.chain import adapter_for
+from aiows.dispatch import RouteTable
+from aiows.websocket import WebSocket
+from bench_app import PAYLOAD, make_app, reply_for
+
+#: ``benchmark`` is pytest-benchmark's fixture (untyped).
+Benchmark = Any
+
+
+class NullConnection:
+    """A ``Connection`` that is always open and sends nowhere."""
+
+    request = None
+    remote_address = ("127.0.0.1", 1)
+    state = 1
+    close_code = None
+    close_reason = None
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def recv(self, decode: bool | None = None) -> str | bytes:
+        raise NotImplementedError
+
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
+        self.sent += 1
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+class FeedConnection(NullConnection):
+    """A connection whose ``recv`` returns ``count`` requests at once, then reports the connection closed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.left = count
+        self.state = 1
+
+    async def recv(self, decode: bool | None = None) -> str | bytes:
+        self.left -= 1
+        if self.left <= 0:
+            self.state = 3
+        return PAYLOAD
+
+
+#: Requests per ``serve`` run in ``test_serve_loop``.
+SERVE_BATCH = 1000
+
+
+def drive(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that never suspends to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the coroutine suspended")
+
+
+def setup(middlewares: int) -> tuple[RouteTable, WebSocket, NullConnection]:
+    connection = NullConnection()
+    table = make_app(middlewares).dispatcher().default
+    assert table is not None
+    return table, WebSocket(connection), connection
+
+
+def test_decode(benchmark: Benchmark) -> None:
+    """``orjson.loads`` of the request: the floor under every build."""
+    benchmark(orjson.loads, PAYLOAD)
+
+
+def test_validate(benchmark: Benchmark) -> None:
+    """The route's cached ``TypeAdapter`` turning the dict into a ``ChatMessage``."""
+    adapter = adapter_for(ChatMessage)
+    data = orjson.loads(PAYLOAD)
+    benchmark(adapter.validate_python, data)
+
+
+@pytest.mark.parametrize("depth", [0, 3, 10])
+def test_message(benchmark: Benchmark, depth: int) -> None:
+    """One request through decode + dispatch + ``depth`` middlewares + validation + handler + reply."""
+    dispatcher, websocket, connection = setup(depth)
+    benchmark(lambda: drive(dispatcher.handle(websocket, PAYLOAD)))
+    assert connection.sent > 0
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+def test_serve_loop(benchmark: Benchmark, depth: int) -> None:
+    """``SERVE_BATCH`` requests through the connection's read loop, as a server runs them (time per batch)."""
+    dispatcher = make_app(depth).dispatcher()
+    table = dispatcher.default
+    assert table is not None
+
+    def run() -> None:
+        connection = FeedConnection(SERVE_BATCH)
+        drive(dispatcher._read(table, WebSocket(connection)))
+        assert connection.sent == SERVE_BATCH
+
+    benchmark(run)
+
+
+def test_dispatch_only(benchmark: Benchmark) -> None:
+    """Decode and route lookup only: a frame whose handler does nothing and needs no validation."""
+    dispatcher, websocket, _ = setup(0)
+
+    async def nothing(websocket: WebSocket, message: Any) -> None:
+        pass
+
+    from aiows.chain import MessageHandlerStep
+
+    dispatcher.routes["chat"] = MessageHandlerStep(nothing, adapter_for(Any))
+    benchmark(lambda: drive(dispatcher.handle(websocket, PAYLOAD)))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(b"{not json", id="invalid_json"),
+        pytest.param(b'{"type": "nope"}', id="unknown_type"),
+        pytest.param(b'{"type": "chat", "text": 1}', id="validation_error"),
+    ],
+)
+def test_error(benchmark: Benchmark, frame: bytes) -> None:
+    """A bad frame: one error frame back, the connection stays."""
+    dispatcher, websocket, connection = setup(3)
+    benchmark(lambda: drive(dispatcher.handle(websocket, frame)))
+    assert connection.sent > 0
+
+
+def test_naive_reference(benchmark: Benchmark) -> None:
+    """What aiows replaces: stdlib ``json``, ``model_validate``, a chain built for every message."""
+    connection = NullConnection()
+
+    async def handler(message: ChatMessage) -> None:
+        await connection.send(json.dumps(reply_for(message)), text=True)
+
+    async def process(raw: bytes) -> None:
+        data = json.loads(raw)
+        handlers = {"chat": handler}
+
+        async def chain(data: dict[str, Any]) -> None:
+            await handlers[data["type"]](ChatMessage.model_validate(data))
+
+        await chain(data)
+
+    benchmark(lambda: drive(process(PAYLOAD)))
