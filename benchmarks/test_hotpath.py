@@ -53,18 +53,20 @@ class NullConnection:
 
 
 class FeedConnection(NullConnection):
-    """A connection whose ``recv`` returns ``count`` requests at once, then reports the connection closed."""
+    """A connection whose ``recv`` returns requests at once; closed once ``count`` replies were sent."""
 
     def __init__(self, count: int) -> None:
         super().__init__()
-        self.left = count
+        self.count = count
         self.state = 1
 
     async def recv(self, decode: bool | None = None) -> str | bytes:
-        self.left -= 1
-        if self.left <= 0:
-            self.state = 3
         return PAYLOAD
+
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
+        self.sent += 1
+        if self.sent >= self.count:
+            self.state = 3
 
 
 #: Requests per ``serve`` run in ``test_serve_loop``.
