@@ -203,39 +203,27 @@ def compose_message(middlewares: list[BaseMiddleware], handler: MessageHandler) 
     return step
 
 
-def compose_connect(middlewares: list[BaseMiddleware], routers: list[Router]) -> ConnectStep:
-    """The connect chain of a router tree: each router's middleware wraps its subtree."""
-    step: ConnectStep = ConnectEndStep([], [_router_connect(router) for router in routers])
+def compose_connect(
+    middlewares: list[BaseMiddleware], routers: list[Router], handlers: list[ConnectHandler] | None = None
+) -> ConnectStep:
+    """The connect chain of a router tree: ``middlewares`` wrap ``handlers`` then each router's own chain."""
+    children = [compose_connect(router.middlewares, router.children, router.connect_handlers) for router in routers]
+    step: ConnectStep = ConnectEndStep(list(handlers or []), children)
     for middleware in reversed(middlewares):
         if overrides(middleware, "on_connect"):
             step = ConnectMiddlewareStep(middleware, step)
     return step
 
 
-def _router_connect(router: Router) -> ConnectStep:
-    step: ConnectStep = ConnectEndStep(
-        list(router.connect_handlers), [_router_connect(child) for child in router.children]
-    )
-    for middleware in reversed(router.middlewares):
-        if overrides(middleware, "on_connect"):
-            step = ConnectMiddlewareStep(middleware, step)
-    return step
-
-
-def compose_disconnect(middlewares: list[BaseMiddleware], routers: list[Router]) -> DisconnectStep:
+def compose_disconnect(
+    middlewares: list[BaseMiddleware], routers: list[Router], handlers: list[DisconnectHandler] | None = None
+) -> DisconnectStep:
     """The disconnect chain of a router tree, shaped like the connect chain."""
-    step: DisconnectStep = DisconnectEndStep([], [_router_disconnect(router) for router in routers])
+    children = [
+        compose_disconnect(router.middlewares, router.children, router.disconnect_handlers) for router in routers
+    ]
+    step: DisconnectStep = DisconnectEndStep(list(handlers or []), children)
     for middleware in reversed(middlewares):
-        if overrides(middleware, "on_disconnect"):
-            step = DisconnectMiddlewareStep(middleware, step)
-    return step
-
-
-def _router_disconnect(router: Router) -> DisconnectStep:
-    step: DisconnectStep = DisconnectEndStep(
-        list(router.disconnect_handlers), [_router_disconnect(child) for child in router.children]
-    )
-    for middleware in reversed(router.middlewares):
         if overrides(middleware, "on_disconnect"):
             step = DisconnectMiddlewareStep(middleware, step)
     return step
