@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import EXAMPLES, run_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 WAIT = 15.0  # seconds any one step of the page may take
@@ -41,42 +36,12 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def chat_port() -> Iterator[int]:
     """``python examples/simple_chat.py PORT``, listening; stopped with SIGTERM after the test."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "simple_chat.py"), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        end = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"simple_chat.py exited early: {process.stderr.read().decode()}")  # type: ignore[union-attr]
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > end:
-                    raise TimeoutError(f"simple_chat.py did not listen on {port} within 20 s") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-            raise
-    assert process.returncode == 0, process.stderr.read().decode()  # type: ignore[union-attr]
+    yield from run_example("simple_chat.py")
 
 
 def test_page_is_served_over_plain_http(chat_port: int) -> None:

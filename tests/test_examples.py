@@ -3,69 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from processes import run_example
 from websockets.asyncio.client import connect
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Poll until the example listens (bounded by ``timeout``)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise RuntimeError(f"example exited early: {process.stderr.read().decode() if process.stderr else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"example did not listen on {port} within {timeout} s")
-
-
-def start_example(name: str) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / name), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_port(port, process)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
 
 
 @pytest.fixture
 def chat_port() -> Iterator[int]:
-    yield from start_example("simple_chat.py")
+    yield from run_example("simple_chat.py")
 
 
 @pytest.fixture
 def middleware_port() -> Iterator[int]:
-    yield from start_example("middleware_example.py")
+    yield from run_example("middleware_example.py")
 
 
 async def test_simple_chat_broadcasts_to_every_client(chat_port: int) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from processes import free_port
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -130,11 +131,7 @@ server = WebSocketServer(shutdown_grace=5)
 server.include_router(router)
 server.run(host="127.0.0.1", port=int(sys.argv[1]))
 """
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-c", script, str(port)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
