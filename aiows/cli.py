@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from . import COMPILED, __version__
+from .broadcast.memory import MemoryBackend
 from .server import WebSocketServer
 
 __all__ = ["AppLoadError", "import_server", "main", "version_text"]
@@ -147,14 +148,11 @@ def _run(args: argparse.Namespace) -> int:
         return _error(f"cannot listen on {args.host}:{args.port}: {exc}")
     port = reserved[0].getsockname()[1]
     compiled = "yes" if COMPILED else "no"
-    transport = getattr(server, "transport", None)
-    transport_name = transport if isinstance(transport, str) else "websockets"
     for sock in reserved:
         host = sock.getsockname()[0]
         url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
-        _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {transport_name})")
-    backend = getattr(server, "broadcast_backend", None)
-    if args.workers > 1 and (backend is None or "memory" in type(backend).__name__.lower()):
+        _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {server.transport})")
+    if args.workers > 1 and isinstance(server.hub.backend, MemoryBackend):
         _say("note: with the in-memory broadcast backend, rooms do not span workers; use the Redis backend")
     if args.workers == 1:
         for sock in reserved:  # a single process needs no SO_REUSEPORT: free the port for it
