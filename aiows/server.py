@@ -8,10 +8,10 @@ import signal
 import sys
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Origin
@@ -28,6 +28,7 @@ from .middleware.base import BaseMiddleware
 from .proxies import TrustedProxies
 from .redaction import install_redaction
 from .router import Router
+from .transport import TRANSPORTS, serve_function, transport_options
 from .types import RawHandler
 from .websocket import WebSocket
 
@@ -40,35 +41,8 @@ logger = logging.getLogger("aiows")
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
 
 
-#: The ``transport=`` choices: the library whose asyncio ``serve()`` runs the server.
-TRANSPORTS = ("websockets", "picows")
-
 #: The ``loop=`` choices of ``run()``.
 LOOPS = ("auto", "asyncio", "uvloop")
-
-
-def serve_function(transport: str) -> Callable[..., Any]:
-    """The ``serve()`` of ``transport``; a clear ``ImportError`` if its extra is not installed."""
-    if transport == "picows":
-        try:
-            from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise ImportError(
-                'transport="picows" needs the picows package: pip install "aiows[fast]"'
-            ) from exc
-        picows_function: Callable[..., Any] = picows_serve
-        return picows_function
-    return serve
-
-
-#: picows starts each connection with a 16 KiB read buffer (it grows on demand);
-#: 2 KiB brings an idle connection's memory to about websockets' level.
-PICOWS_READ_BUFFER = 2048
-
-
-def transport_options(transport: str) -> dict[str, Any]:
-    """Options only one transport's ``serve()`` takes."""
-    return {"read_buffer_init_size": PICOWS_READ_BUFFER} if transport == "picows" else {}
 
 
 def run_with_loop(loop: str, main: Any) -> None:
@@ -290,6 +264,16 @@ class WebSocketServer:
             print(f"aiows: shutting down (grace {self.shutdown_grace:g} s)", file=sys.stderr, flush=True)
 
 
+T = TypeVar("T")
+
+
+def _started(value: T | None) -> T:
+    """``value``, set when the server started; a clear error before that."""
+    if value is None:
+        raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
+    return value
+
+
 class RunningServer:
     """A server started by ``WebSocketServer.serve()``; use it with ``async with``."""
 
@@ -305,23 +289,17 @@ class RunningServer:
     @property
     def server(self) -> Server:
         """The underlying server: ``websockets``' ``Server`` (``picows.websockets``' with ``transport="picows"``)."""
-        if self._server is None:
-            raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
-        return self._server
+        return _started(self._server)
 
     @property
     def dispatcher(self) -> Dispatcher:
         """The connection manager: open connections, route tables, drain state."""
-        if self._dispatcher is None:
-            raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
-        return self._dispatcher
+        return _started(self._dispatcher)
 
     @property
     def port(self) -> int:
         """The port the server listens on (the real one when started with port 0)."""
-        if self._port is None:
-            raise RuntimeError("the server is not running: use 'async with server.serve(...)'")
-        return self._port
+        return _started(self._port)
 
     @property
     def url(self) -> str:

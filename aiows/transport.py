@@ -7,16 +7,18 @@ never names one library's classes or exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import asyncio
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from websockets.asyncio.server import serve
 
 from .exceptions import ConnectionError
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["Connection", "RequestLike", "abort", "send_frame"]
+__all__ = ["TRANSPORTS", "Connection", "RequestLike", "abort", "send_frame", "serve_function", "transport_options"]
 
 #: ``connection.state`` value of an open connection (an ``IntEnum`` in both libraries).
 OPEN = 1
@@ -94,3 +96,30 @@ async def send_frame(websocket: WebSocket, payload: str | bytes, text: bool) -> 
         if websocket.closed:
             raise ConnectionError("connection closed", websocket.close_code) from None
         raise
+
+
+#: The ``transport=`` choices: the library whose asyncio ``serve()`` runs the server.
+TRANSPORTS = ("websockets", "picows")
+
+def serve_function(transport: str) -> Callable[..., Any]:
+    """The ``serve()`` of ``transport``; a clear ``ImportError`` if its extra is not installed."""
+    if transport == "picows":
+        try:
+            from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise ImportError(
+                'transport="picows" needs the picows package: pip install "aiows[fast]"'
+            ) from exc
+        picows_function: Callable[..., Any] = picows_serve
+        return picows_function
+    return serve
+
+
+#: picows starts each connection with a 16 KiB read buffer (it grows on demand);
+#: 2 KiB brings an idle connection's memory to about websockets' level.
+PICOWS_READ_BUFFER = 2048
+
+
+def transport_options(transport: str) -> dict[str, Any]:
+    """Options only one transport's ``serve()`` takes."""
+    return {"read_buffer_init_size": PICOWS_READ_BUFFER} if transport == "picows" else {}

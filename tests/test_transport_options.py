@@ -10,7 +10,8 @@ import pytest
 
 from aiows import ChatMessage, Router, WebSocket, WebSocketServer
 from aiows.exceptions import ConnectionError
-from aiows.server import run_with_loop, serve_function
+from aiows.server import run_with_loop
+from aiows.transport import serve_function
 from aiows.testing import TestClient
 
 
