@@ -94,3 +94,25 @@ async def test_simple_chat_rooms(chat_port: int) -> None:
             await asyncio.sleep(0.02)
         await send(dan, {"type": "members", "room": "lobby"})
         assert (await receive(dan))["count"] == 0
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    yield from run_example("echo.py")
+
+
+async def test_echo_example_echoes_every_frame_on_every_path_up_to_16_mib(echo_port: int) -> None:
+    big = bytes(range(256)) * (12 * 4096)  # 12 MiB of binary
+    for path in ("/", "/any/path?x=1"):
+        async with connect(f"ws://127.0.0.1:{echo_port}{path}", max_size=None) as ws:
+            await ws.send("not json, just text")
+            assert await ws.recv() == "not json, just text"
+            await ws.send(b"\x00\x01binary")
+            assert await ws.recv() == b"\x00\x01binary"
+        async with connect(f"ws://127.0.0.1:{echo_port}{path}", max_size=None) as ws:
+            await ws.send(big)
+            assert await asyncio.wait_for(ws.recv(), 20) == big
+    async with connect(f"ws://127.0.0.1:{echo_port}/", max_size=None) as ws:
+        await ws.send(b"x" * (17 * 2**20))  # over the 16 MiB limit
+        await asyncio.wait_for(ws.wait_closed(), 20)
+        assert ws.close_code == 1009
