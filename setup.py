@@ -27,5 +27,9 @@ if os.environ.get("AIOWS_USE_MYPYC", "1") != "0":
     from mypyc.build import mypycify
 
     ext_modules = mypycify(["--config-file=mypy.ini", *COMPILED_MODULES], opt_level="3")
+    # Without a working C compiler the build goes on with the pure-Python modules (aiows.COMPILED is
+    # then False) instead of failing: `pip install .` must work on a machine with only Python and pip.
+    for extension in ext_modules:
+        extension.optional = True
 
 setup(ext_modules=ext_modules)
