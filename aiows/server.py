@@ -99,6 +99,11 @@ class WebSocketServer:
             raise ValueError(f'transport must be "websockets" or "picows", not {transport!r}')
         if loop not in LOOPS:
             raise ValueError(f'loop must be "auto", "asyncio" or "uvloop", not {loop!r}')
+        if transport == "picows" and (max_connections_per_ip is not None or max_connections_per_ip_per_minute is not None):
+            raise ValueError(
+                'max_connections_per_ip and max_connections_per_ip_per_minute need the client address during '
+                'the handshake, which transport="picows" does not provide: use transport="websockets"'
+            )
         if max_concurrent_handlers < 1:
             raise ValueError("max_concurrent_handlers must be at least 1")
         self.max_message_size = max_message_size
@@ -363,27 +368,29 @@ class RunningServer:
             return connection.respond(503, "Server is shutting down.\n")
         if dispatcher.table_for(url.path) is None:
             return connection.respond(404, "No WebSocket endpoint at this path.\n")
-        if dispatcher.limiter is not None:
+        limiter = dispatcher.limiter
+        if limiter is not None and self.app.transport == "picows":
+            # picows shows no peer address during the handshake: only the total is checked here
+            # (per-IP limits are refused with this transport when the server is created).
+            if limiter.max_connections is not None and len(dispatcher.tasks) >= limiter.max_connections:
+                return connection.respond(503, "Server is at capacity.\n")
+        elif limiter is not None:
             ip = dispatcher.client_ip(connection.remote_address, request.headers)
-            refusal = dispatcher.limiter.reserve(connection.remote_address, ip)
+            refusal = limiter.reserve(connection.remote_address, ip)
             if refusal is not None:
                 logger.info("refused a connection from %s: HTTP %d", ip, refusal)
                 text = "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n"
                 return connection.respond(refusal, text)
             # A client that leaves after sending its request may never reach the connection
             # handler (websockets drops it without a call): free its slot when the TCP link goes.
-            # (picows has no such waiter: there the slot is freed when the connection ends or the
-            # handshake fails, and reclaimed after ABANDONED_AFTER seconds otherwise.)
-            lost = getattr(connection, "connection_lost_waiter", None)
-            if lost is not None:
-                key, limiter = connection.remote_address, dispatcher.limiter
-                lost.add_done_callback(lambda _: limiter.release(key))
+            key = connection.remote_address
+            connection.connection_lost_waiter.add_done_callback(lambda _: limiter.release(key))
         return None
 
     def process_response(self, connection: ServerConnection, request: Request, response: Response) -> Response:
         """Free the connection slot of a handshake that did not open a WebSocket."""
         limiter = self.dispatcher.limiter
-        if response.status_code != 101 and limiter is not None:
+        if response.status_code != 101 and limiter is not None and self.app.transport != "picows":
             limiter.release(connection.remote_address)
         return response
 
@@ -405,11 +412,11 @@ class RunningServer:
             return connection.respond(404, "Not Found\n")
         response = connection.respond(reply.status, "")
         response.body = reply.body
-        for name, value in {"Content-Type": reply.content_type, **reply.headers}.items():
-            del response.headers[name]
+        fields = {"Content-Type": reply.content_type, **reply.headers, "Content-Length": str(len(reply.body))}
+        for name, value in fields.items():
+            if name in response.headers:
+                del response.headers[name]
             response.headers[name] = value
-        del response.headers["Content-Length"]
-        response.headers["Content-Length"] = str(len(reply.body))
         return response
 
     async def shutdown(self, grace: float | None = None) -> None:

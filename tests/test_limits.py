@@ -77,12 +77,14 @@ async def test_user_http_route_serves_a_page() -> None:
     server = echo_server()
 
     def page(request: HTTPRequest) -> HTTPResponse:
-        return HTTPResponse(200, f"<p>hello {request.query.get('name')}</p>".encode(), "text/html; charset=utf-8")
+        body = f"<p>hello {request.query.get('name')}</p>".encode()
+        return HTTPResponse(200, body, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     server.add_http_route("/", page)
     async with TestClient(server) as client:
         status, headers, body = await http_get(client.port, "/?name=ann")
         assert (status, headers["content-type"], body) == (200, "text/html; charset=utf-8", b"<p>hello ann</p>")
+        assert headers["cache-control"] == "no-store"
         async with client.connect("/") as ws:  # the same path still upgrades to WebSocket
             await ws.send_json({"type": "ip"})
             assert (await ws.receive_json())["path"] == "/"

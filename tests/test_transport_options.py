@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from aiows import ChatMessage, Router, WebSocket, WebSocketServer
 from aiows.exceptions import ConnectionError
@@ -114,3 +115,17 @@ async def test_send_after_close_raises_aiows_connection_error_and_bad_data_a_typ
             break
         await asyncio.sleep(0.01)
     assert seen == ["TypeError", ("ConnectionError", True)]
+
+
+async def test_picows_refuses_over_max_connections_and_rejects_per_ip_limits() -> None:
+    pytest.importorskip("picows")
+    with pytest.raises(ValueError, match="picows"):
+        WebSocketServer(transport="picows", max_connections_per_ip=2)
+    server = WebSocketServer(transport="picows", max_connections=1)
+    server.include_router(Router())
+    async with TestClient(server) as client, client.connect():
+        await asyncio.sleep(0.05)
+        with pytest.raises(InvalidStatus) as refused:
+            async with client.connect():
+                pass
+        assert refused.value.response.status_code == 503
