@@ -39,6 +39,8 @@ class LoggingMiddleware(BaseMiddleware):
         return await handler(websocket)
 
     async def on_message(self, handler: MessageNext, websocket: WebSocket, message: JSONObject) -> Any:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return await handler(websocket, message)  # nothing to time or format
         started = time.perf_counter()
         try:
             return await handler(websocket, message)
