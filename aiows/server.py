@@ -28,7 +28,7 @@ from .middleware.base import BaseMiddleware
 from .proxies import TrustedProxies
 from .redaction import install_redaction
 from .router import Router
-from .transport import TRANSPORTS, serve_function, transport_options
+from .transport import TRANSPORTS, handshake_address, serve_function, transport_options
 from .types import RawHandler
 from .websocket import WebSocket
 
@@ -369,29 +369,30 @@ class RunningServer:
         if dispatcher.table_for(url.path) is None:
             return connection.respond(404, "No WebSocket endpoint at this path.\n")
         limiter = dispatcher.limiter
-        if limiter is not None and self.app.transport == "picows":
-            # picows shows no peer address during the handshake: only the total is checked here
-            # (per-IP limits are refused with this transport when the server is created).
+        if limiter is None:
+            return None
+        address = handshake_address(connection)
+        if address is None:  # picows: only the total can be checked (per-IP limits are refused at creation)
             if limiter.max_connections is not None and len(dispatcher.tasks) >= limiter.max_connections:
                 return connection.respond(503, "Server is at capacity.\n")
-        elif limiter is not None:
-            ip = dispatcher.client_ip(connection.remote_address, request.headers)
-            refusal = limiter.reserve(connection.remote_address, ip)
-            if refusal is not None:
-                logger.info("refused a connection from %s: HTTP %d", ip, refusal)
-                text = "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n"
-                return connection.respond(refusal, text)
-            # A client that leaves after sending its request may never reach the connection
-            # handler (websockets drops it without a call): free its slot when the TCP link goes.
-            key = connection.remote_address
-            connection.connection_lost_waiter.add_done_callback(lambda _: limiter.release(key))
+            return None
+        ip = dispatcher.client_ip(address, request.headers)
+        refusal = limiter.reserve(address, ip)
+        if refusal is not None:
+            logger.info("refused a connection from %s: HTTP %d", ip, refusal)
+            text = "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n"
+            return connection.respond(refusal, text)
+        # A client that leaves after sending its request may never reach the connection
+        # handler (websockets drops it without a call): free its slot when the TCP link goes.
+        connection.connection_lost_waiter.add_done_callback(lambda _: limiter.release(address))
         return None
 
     def process_response(self, connection: ServerConnection, request: Request, response: Response) -> Response:
         """Free the connection slot of a handshake that did not open a WebSocket."""
         limiter = self.dispatcher.limiter
-        if response.status_code != 101 and limiter is not None and self.app.transport != "picows":
-            limiter.release(connection.remote_address)
+        address = handshake_address(connection)
+        if response.status_code != 101 and limiter is not None and address is not None:
+            limiter.release(address)
         return response
 
     def _http(self, connection: ServerConnection, path: str, query: str, request: Request) -> Response | None:

@@ -18,7 +18,7 @@ from .exceptions import ConnectionError
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["TRANSPORTS", "Connection", "RequestLike", "abort", "send_frame", "serve_function", "transport_options"]
+__all__ = ["TRANSPORTS", "Connection", "RequestLike", "abort", "handshake_address", "send_frame", "serve_function", "transport_options"]
 
 #: ``connection.state`` value of an open connection (an ``IntEnum`` in both libraries).
 OPEN = 1
@@ -62,6 +62,11 @@ class Connection(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
     async def wait_closed(self) -> None: ...
+
+
+def handshake_address(connection: object) -> Any:
+    """The peer's socket address during the handshake, or ``None`` where the transport hides it (picows)."""
+    return getattr(connection, "remote_address", None)
 
 
 def abort(connection: object) -> None:

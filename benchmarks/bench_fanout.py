@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from aiows import COMPILED, BaseMessage, Router, WebSocket, WebSocketServer
