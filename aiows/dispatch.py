@@ -18,6 +18,7 @@ import orjson
 
 from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
+from .fastpath import take_message
 from .proxies import TrustedProxies
 from .transport import OPEN, Connection
 from .types import RawHandler
@@ -256,8 +257,12 @@ class Dispatcher:
         connection = websocket.connection
         raw_frames = table.raw is not None
         decode = None if raw_frames else False
+        direct = websocket.direct
         while self.dispatching(connection):
-            if self.idle_timeout is None:
+            ready = take_message(connection, decode) if direct else None
+            if ready is not None:
+                data: bytes | str = ready
+            elif self.idle_timeout is None:
                 data = await connection.recv(decode)
             else:
                 data = await self._receive(websocket, decode)

@@ -11,6 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
+from .fastpath import supports
 from .transport import CLOSED, OPEN, Connection, abort, send_frame
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class WebSocket:
         server: WebSocketServer | None = None,
     ) -> None:
         self._connection = connection
+        #: Whether the connection is read and written through ``aiows.fastpath``.
+        self.direct = supports(connection)
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0

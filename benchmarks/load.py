@@ -71,6 +71,7 @@ ROWS = [
     Row("raw-uvloop", "raw websockets echo (uvloop)", ("uvloop",)),
     Row("aiows-uvloop", "aiows on uvloop", ("uvloop",)),
     Row("raw-picows", "raw picows.websockets echo (uvloop)", ("picows", "uvloop")),
+    Row("raw-picows-native", "raw picows native echo (uvloop)", ("picows", "uvloop")),
     Row("aiows-picows", 'aiows transport="picows" (uvloop)', ("picows", "uvloop")),
     Row("aiows-picows-asyncio", 'aiows transport="picows" (asyncio)', ("picows",)),
     Row("fastapi", "FastAPI + uvicorn (defaults)", ("fastapi", "uvicorn")),

@@ -68,6 +68,19 @@ async def raw_picows_echo() -> None:
         await asyncio.Future()
 
 
+async def raw_picows_native_echo() -> None:
+    """picows' own callback API (no asyncio-style connection object): every frame straight back."""
+    from picows import WSFrame, WSListener, WSTransport, ws_create_server  # type: ignore[import-not-found,unused-ignore]
+
+    class Echo(WSListener):  # type: ignore[misc,unused-ignore]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            transport.send(frame.msg_type, frame.get_payload_as_bytes())
+
+    server = await ws_create_server(lambda request: Echo(), "127.0.0.1", 0)
+    announce(server.sockets[0].getsockname()[1])
+    await asyncio.Future()
+
+
 async def naive() -> None:
     """What a hand-written server often does: stdlib json, ``model_validate``, a chain built per message."""
 
@@ -154,6 +167,7 @@ KINDS: dict[str, Callable[[], None]] = {
     "aiows-mw3": lambda: run(aiows_app(3), "asyncio"),
     "aiows-uvloop": lambda: run(aiows_app(), "uvloop"),
     "raw-picows": lambda: run(raw_picows_echo(), "uvloop"),
+    "raw-picows-native": lambda: run(raw_picows_native_echo(), "uvloop"),
     "aiows-picows": lambda: run(aiows_app(transport="picows"), "uvloop"),
     "aiows-picows-asyncio": lambda: run(aiows_app(transport="picows"), "asyncio"),
     "naive": lambda: run(naive(), "asyncio"),
