@@ -18,7 +18,6 @@ import orjson
 
 from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
-from .fastpath import take_message
 from .proxies import TrustedProxies
 from .transport import OPEN, Connection
 from .types import RawHandler
@@ -257,15 +256,20 @@ class Dispatcher:
         connection = websocket.connection
         raw_frames = table.raw is not None
         decode = None if raw_frames else False
-        direct = websocket.direct
+        link = websocket.link
         while self.dispatching(connection):
-            ready = take_message(connection, decode) if direct else None
+            ready = link.take(decode) if link is not None else None
             if ready is not None:
                 data: bytes | str = ready
-            elif self.idle_timeout is None:
-                data = await connection.recv(decode)
             else:
-                data = await self._receive(websocket, decode)
+                if link is not None and link.held:
+                    link.flush()  # the messages that came together are handled: out go their replies
+                if self.idle_timeout is None:
+                    data = await connection.recv(decode)
+                else:
+                    data = await self._receive(websocket, decode)
+                if link is not None:
+                    link.received()
             if not self.dispatching(connection):
                 return  # frames that arrive once shutdown started are not dispatched
             websocket.busy = True

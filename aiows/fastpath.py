@@ -3,90 +3,144 @@
 ``recv()`` and ``send()`` of ``websockets``' asyncio connection each run a
 stack of coroutines (the message assembler's queue, a future, an async
 context manager) even when a message is already waiting or the socket can
-take the frame at once. When nothing needs waiting, these functions do the
+take the frame at once. When nothing needs waiting, ``DirectLink`` does the
 same work synchronously through the same objects (the connection's
-assembler and its Sans-I/O protocol), so order, flow control and UTF-8
-checks stay the library's; in every other case they answer "not now" and
-the caller awaits ``recv()`` / ``send()`` as usual.
+assembler and its Sans-I/O protocol), so framing, order, flow control and
+UTF-8 checks stay the library's; in every other case it answers "not now"
+and the caller awaits ``recv()`` / ``send()`` as usual.
 
-They rely on attributes of ``websockets.asyncio.connection.Connection``
-(``recv_messages``, ``protocol``, ``paused``, ``send_in_progress``);
-``supports()`` checks them once per connection, so a ``websockets`` release
-that changes them falls back to ``recv()`` / ``send()`` instead of breaking.
+It also corks: while the messages being handled arrived together (more are
+already queued behind the current one), the frames written for them wait in
+the protocol and go out in one socket write when the last of them is
+handled, or at the latest on the event loop's next turn (a handler that
+awaits something else does not hold back what was written before). On
+loopback, each socket write costs more than routing, validating and
+answering a message, so a client that pipelines gets its replies for a
+fraction of the system calls.
+
+It relies on attributes of ``websockets.asyncio.connection.Connection``
+(``recv_messages``, ``protocol``, ``paused``, ``send_in_progress``,
+``transport``); ``DirectLink.attach`` checks them once per connection, so a
+``websockets`` release that changes them makes aiows fall back to
+``recv()`` / ``send()`` instead of breaking.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from websockets.asyncio.connection import Connection as WebsocketsConnection
 from websockets.frames import Opcode
 from websockets.protocol import State
 
-__all__ = ["supports", "take_message", "write_message"]
+__all__ = ["MAX_CORKED", "DirectLink"]
+
+#: Frames held back at most before they are written anyway (bounds the memory a pipelining client can pin).
+MAX_CORKED = 32
 
 _TEXT = Opcode.TEXT
 _OPEN = State.OPEN
 
 
-def supports(connection: object) -> bool:
-    """Whether ``connection`` is a ``websockets`` connection these functions can read and write directly."""
-    if not isinstance(connection, WebsocketsConnection):
-        return False
-    messages = getattr(connection, "recv_messages", None)
-    frames = getattr(messages, "frames", None)
-    return (
-        hasattr(frames, "queue")
-        and hasattr(messages, "get_in_progress")
-        and hasattr(messages, "maybe_resume")
-        and hasattr(connection, "send_in_progress")
-        and hasattr(connection, "paused")
-        and hasattr(connection, "send_data")
-    )
+class DirectLink:
+    """Reads and writes one ``websockets`` connection without its coroutine machinery when nothing must wait.
 
-
-def take_message(connection: Any, decode: bool | None) -> bytes | str | None:
-    """The next message if it has fully arrived already, as ``recv(decode)`` would return it; else ``None``.
-
-    ``None`` also when another coroutine is receiving, or when the next
-    message is fragmented: ``recv()`` handles those.
+    ``corked`` is set by the receive loop while the message being handled
+    has more queued behind it: writes then wait (at most ``MAX_CORKED``
+    frames, at most until the loop's next turn) to go out together.
     """
-    messages = connection.recv_messages
-    queue = messages.frames.queue
-    if not queue or messages.get_in_progress:
-        return None
-    frame = queue[0]
-    if not frame.fin:
-        return None
-    queue.popleft()
-    messages.maybe_resume()  # reading resumes once the backlog is below websockets' low-water mark
-    data = frame.data
-    if type(data) is not bytes:
-        data = bytes(data)
-    if decode or (decode is None and frame.opcode is _TEXT):
-        return data.decode()  # websockets checked the UTF-8 of text frames already
-    return data
 
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.protocol = connection.protocol
+        self.messages = connection.recv_messages
+        self.queue = connection.recv_messages.frames.queue
+        self.transport = connection.transport
+        self.corked = False
+        self.held = 0  # frames written to the protocol, not yet to the socket
 
-def write_message(connection: Any, payload: str | bytes, text: bool) -> bool:
-    """Write one frame now, as ``send()`` would, if nothing makes ``send()`` wait; ``False``: await ``send()``.
+    @classmethod
+    def attach(cls, connection: object) -> DirectLink | None:
+        """A link for ``connection`` if it is a ``websockets`` connection with the expected insides, else ``None``."""
+        if not isinstance(connection, WebsocketsConnection):
+            return None
+        messages = getattr(connection, "recv_messages", None)
+        if not (
+            hasattr(getattr(messages, "frames", None), "queue")
+            and hasattr(messages, "get_in_progress")
+            and hasattr(messages, "maybe_resume")
+            and hasattr(connection, "send_in_progress")
+            and hasattr(connection, "paused")
+            and hasattr(getattr(connection, "protocol", None), "data_to_send")
+        ):
+            return None
+        return cls(connection)
 
-    ``True`` means the frame was handed to the socket; the caller still
-    waits for ``connection.drain()`` when ``connection.paused`` says the
-    client is slow to read.
-    """
-    protocol = connection.protocol
-    if (
-        protocol.state is not _OPEN
-        or connection.paused
-        or connection.send_in_progress is not None
-        or connection.transport.is_closing()
-    ):
-        return False
-    data = payload.encode() if type(payload) is str else payload
-    if text:
-        protocol.send_text(data)
-    else:
-        protocol.send_binary(data)
-    connection.send_data()
-    return True
+    def take(self, decode: bool | None) -> bytes | str | None:
+        """The next message if it has fully arrived already, as ``recv(decode)`` would return it; else ``None``.
+
+        ``None`` also when another coroutine is receiving, or when the next
+        message is fragmented: ``recv()`` handles those. Sets ``corked``
+        when more frames are queued behind the one taken.
+        """
+        queue = self.queue
+        if not queue or self.messages.get_in_progress:
+            return None
+        frame = queue[0]
+        if not frame.fin:
+            return None
+        queue.popleft()
+        self.messages.maybe_resume()  # reading resumes once the backlog is below websockets' low-water mark
+        self.corked = len(queue) > 0
+        data = frame.data
+        if type(data) is not bytes:
+            data = bytes(data)
+        if decode or (decode is None and frame.opcode is _TEXT):
+            return data.decode()  # websockets checked the UTF-8 of text frames already
+        return data
+
+    def received(self) -> None:
+        """Note a message ``recv()`` returned: cork if more are queued behind it."""
+        self.corked = len(self.queue) > 0
+
+    def write(self, payload: str | bytes, text: bool) -> bool:
+        """Write one frame, as ``send()`` would, if nothing makes ``send()`` wait; ``False``: await ``send()``.
+
+        ``True`` means the frame is written (or held back while corked); the
+        caller still waits for ``connection.drain()`` when
+        ``connection.paused`` says the client is slow to read.
+        """
+        connection = self.connection
+        protocol = self.protocol
+        if (
+            protocol.state is not _OPEN
+            or connection.paused
+            or connection.send_in_progress is not None
+            or self.transport.is_closing()
+        ):
+            return False
+        data = payload.encode() if type(payload) is str else payload
+        if text:
+            protocol.send_text(data)
+        else:
+            protocol.send_binary(data)
+        if self.corked and self.held < MAX_CORKED:
+            if self.held == 0:
+                asyncio.get_running_loop().call_soon(self.flush)  # whatever happens, out on the loop's next turn
+            self.held += 1
+        else:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Hand every frame written so far to the socket, in one write."""
+        self.held = 0
+        writes = self.protocol.data_to_send()
+        if not writes or self.transport.is_closing():
+            return  # nothing held, or the connection is gone (websockets' own writes would be dropped too)
+        if all(writes):
+            self.transport.write(writes[0] if len(writes) == 1 else b"".join(writes))
+        else:  # an end-of-stream marker (b"") among them: let websockets handle it
+            self.protocol.writes[:0] = writes
+            self.connection.send_data()

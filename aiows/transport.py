@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from websockets.asyncio.server import serve
 
 from .exceptions import ConnectionError
-from .fastpath import write_message
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
@@ -92,7 +91,8 @@ async def send_frame(websocket: WebSocket, payload: str | bytes, text: bool) -> 
     """
     connection: Any = websocket.connection
     try:
-        if websocket.direct and write_message(connection, payload, text):
+        link = websocket.link
+        if link is not None and link.write(payload, text):
             if not connection.paused:
                 return
             sending = connection.drain()  # written: wait until the client reads enough of it

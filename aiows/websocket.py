@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .fastpath import supports
+from .fastpath import DirectLink
 from .transport import CLOSED, OPEN, Connection, abort, send_frame
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ class WebSocket:
         server: WebSocketServer | None = None,
     ) -> None:
         self._connection = connection
-        #: Whether the connection is read and written through ``aiows.fastpath``.
-        self.direct = supports(connection)
+        #: Reads and writes the connection directly when nothing must wait (``websockets`` only; else ``None``).
+        self.link = DirectLink.attach(connection)
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0

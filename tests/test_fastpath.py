@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from websockets.asyncio.client import connect
 
 from aiows import ChatMessage, Router, WebSocket, WebSocketServer
-from aiows.fastpath import supports, write_message
+from aiows.fastpath import DirectLink
 from aiows.testing import TestClient
 
 
@@ -50,7 +51,7 @@ async def test_json_messages_pipelined_are_answered_in_order_on_the_direct_path(
 
     @router.message("chat")
     async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
-        await websocket.send_json({"text": message.text, "direct": websocket.direct})
+        await websocket.send_json({"text": message.text, "direct": websocket.link is not None})
 
     server = WebSocketServer()
     server.include_router(router)
@@ -69,7 +70,8 @@ async def test_write_answers_not_now_once_the_connection_is_closed() -> None:
     @router.raw()
     async def close_then_try(websocket: WebSocket, data: str | bytes) -> None:
         await websocket.close(1000, "done")
-        seen["write"] = write_message(websocket.connection, "late", True)
+        assert websocket.link is not None
+        seen["write"] = websocket.link.write("late", True)
 
     server = WebSocketServer()
     server.include_router(router)
@@ -80,5 +82,27 @@ async def test_write_answers_not_now_once_the_connection_is_closed() -> None:
 
 
 def test_only_websockets_connections_take_the_direct_path() -> None:
-    assert supports(object()) is False
-    assert supports(None) is False
+    assert DirectLink.attach(object()) is None
+    assert DirectLink.attach(None) is None
+
+
+async def test_a_handler_that_waits_does_not_hold_back_replies_corked_before_it() -> None:
+    released = asyncio.Event()
+    router = Router()
+
+    @router.raw()
+    async def handle(websocket: WebSocket, data: str | bytes) -> None:
+        if data == "wait":
+            await released.wait()  # until the client got the reply to "first"
+        await websocket.send_text(f"done:{data}")
+
+    server = WebSocketServer()
+    server.include_router(router)
+    async with TestClient(server) as client, connect(client.url()) as ws:
+        for text in ("first", "second", "wait", "last"):  # one socket write: the server reads them together
+            ws.protocol.send_text(text.encode())
+        ws.send_data()
+        # "second" is answered while "wait" and "last" are queued (corked), then "wait" blocks.
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)] == ["done:first", "done:second"]
+        released.set()
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)] == ["done:wait", "done:last"]
