@@ -51,6 +51,8 @@ class DirectLink:
     frames, at most until the loop's next turn) to go out together.
     """
 
+    __slots__ = ("connection", "corked", "held", "messages", "protocol", "queue", "transport")
+
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.protocol = connection.protocol
