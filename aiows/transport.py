@@ -14,11 +14,23 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from websockets.asyncio.server import serve
 
 from .exceptions import ConnectionError
+from .fastpath import DirectLink
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["TRANSPORTS", "Connection", "RequestLike", "abort", "handshake_address", "send_frame", "serve_function", "transport_options"]
+__all__ = [
+    "TRANSPORTS",
+    "Connection",
+    "Link",
+    "RequestLike",
+    "abort",
+    "direct_link",
+    "handshake_address",
+    "send_frame",
+    "serve_function",
+    "transport_options",
+]
 
 #: ``connection.state`` value of an open connection (an ``IntEnum`` in both libraries).
 OPEN = 1
@@ -62,6 +74,35 @@ class Connection(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
     async def wait_closed(self) -> None: ...
+
+
+class Link(Protocol):
+    """The direct read/write path of a connection (``fastpath.DirectLink``, or the picows connection itself).
+
+    ``take`` returns an already-received message or ``None``; ``received``
+    notes one that ``recv()`` returned; ``write`` writes a frame (``False``:
+    await ``send()`` instead) and holds it while ``corked``; ``flush`` writes
+    the ``held`` frames in one socket write.
+    """
+
+    corked: bool
+    held: int
+
+    def take(self, decode: bool | None) -> bytes | str | None: ...
+
+    def received(self) -> None: ...
+
+    def write(self, payload: str | bytes, text: bool) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
+def direct_link(connection: object) -> Link | None:
+    """The direct read/write path of ``connection``, or ``None`` where it has none (use ``recv()`` / ``send()``)."""
+    if getattr(connection, "is_direct_link", False):
+        link: Link = connection  # type: ignore[assignment]
+        return link  # transport="picows": the connection is its own link
+    return DirectLink.attach(connection)
 
 
 def handshake_address(connection: object) -> Any:
@@ -118,7 +159,9 @@ def serve_function(transport: str) -> Callable[..., Any]:
     """The ``serve()`` of ``transport``; a clear ``ImportError`` if its extra is not installed."""
     if transport == "picows":
         try:
-            from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
+            import picows  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+
+            from .picows_transport import serve as picows_serve
         except ImportError as exc:
             raise ImportError(
                 'transport="picows" needs the picows package: pip install "aiows[fast]"'

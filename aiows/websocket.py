@@ -11,8 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .fastpath import DirectLink
-from .transport import CLOSED, OPEN, Connection, abort, send_frame
+from .transport import CLOSED, OPEN, Connection, Link, abort, direct_link, send_frame
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -58,8 +57,8 @@ class WebSocket:
         server: WebSocketServer | None = None,
     ) -> None:
         self._connection = connection
-        #: Reads and writes the connection directly when nothing must wait (``websockets`` only; else ``None``).
-        self.link = DirectLink.attach(connection)
+        #: Reads and writes the connection directly when nothing must wait (``None``: the transport has no such path).
+        self.link: Link | None = direct_link(connection)
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0
