@@ -481,7 +481,8 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
         if handshake is None:
             return None
         info = handshake.recv if handshake.recv is not None else handshake.sent
-        return None if info is None else str(info.reason)
+        reason: str | None = None if info is None else info.reason  # picows leaves it None without a reason
+        return reason
 
 
 def _error_response(status: int, text: bytes) -> Any:
@@ -546,6 +547,9 @@ async def serve(
                 response = refusal
         if process_response is not None:
             response = process_response(handshake, request, response)
+        if response.status_code == 101 and request.headers.get("Upgrade", "").lower() != "websocket":
+            response = _error_response(426, b"Failed to open a WebSocket connection: not a WebSocket request.\n")
+            response.headers["Upgrade"] = "websocket"  # as websockets answers a plain GET on a WebSocket path
         if response.status_code != 101:
             return WSUpgradeResponseWithListener(response.to_picows(), None)
         connection = PicowsConnection(

@@ -1,8 +1,10 @@
 """What aiows needs from a WebSocket connection, whichever library serves it.
 
-``websockets`` serves by default; ``picows.websockets`` offers the same
-asyncio API. Both fit the ``Connection`` protocol below, so the compiled core
-never names one library's classes or exceptions.
+``websockets`` serves by default; ``transport="picows"`` serves with
+picows' native API through ``aiows.picows_transport``, whose connection
+offers the same asyncio API. Both fit the ``Connection`` protocol below (and
+both offer a ``Link``), so the compiled core never names one library's
+classes or exceptions.
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""The direct read/write path on ``websockets`` connections (``aiows.fastpath``), over real sockets."""
+"""The direct read/write path and corked replies, over real sockets, on both transports.
+
+``websockets`` connections get theirs from ``aiows.fastpath.DirectLink``;
+``transport="picows"`` connections (``aiows.picows_transport``) are their own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from aiows import ChatMessage, Router, WebSocket, WebSocketServer
 from aiows.fastpath import DirectLink
@@ -28,6 +34,7 @@ def raw_echo_server() -> WebSocketServer:
     return server
 
 
+@pytest.mark.usefixtures("transport")
 async def test_pipelined_text_binary_and_fragmented_frames_keep_order_and_type() -> None:
     async with TestClient(raw_echo_server()) as client:
         async with connect(client.url()) as ws:
@@ -46,6 +53,7 @@ async def test_pipelined_text_binary_and_fragmented_frames_keep_order_and_type()
     assert replies == expected
 
 
+@pytest.mark.usefixtures("transport")
 async def test_json_messages_pipelined_are_answered_in_order_on_the_direct_path() -> None:
     router = Router()
 
@@ -63,6 +71,7 @@ async def test_json_messages_pipelined_are_answered_in_order_on_the_direct_path(
     assert all(reply["direct"] is True for reply in replies)
 
 
+@pytest.mark.usefixtures("transport")
 async def test_write_answers_not_now_once_the_connection_is_closed() -> None:
     seen: dict[str, Any] = {}
     router = Router()
@@ -86,6 +95,7 @@ def test_only_websockets_connections_take_the_direct_path() -> None:
     assert DirectLink.attach(None) is None
 
 
+@pytest.mark.usefixtures("transport")
 async def test_a_handler_that_waits_does_not_hold_back_replies_corked_before_it() -> None:
     released = asyncio.Event()
     router = Router()
@@ -106,3 +116,48 @@ async def test_a_handler_that_waits_does_not_hold_back_replies_corked_before_it(
         assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)] == ["done:first", "done:second"]
         released.set()
         assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)] == ["done:wait", "done:last"]
+
+
+@pytest.mark.usefixtures("transport")
+async def test_replies_held_while_corked_go_out_before_the_close_frame() -> None:
+    router = Router()
+
+    @router.raw()
+    async def handle(websocket: WebSocket, data: str | bytes) -> None:
+        if data == "close":
+            await websocket.close(4000, "bye")
+        else:
+            await websocket.send_text(f"done:{data}")
+
+    server = WebSocketServer()
+    server.include_router(router)
+    async with TestClient(server) as client, connect(client.url()) as ws:
+        for text in ("a", "b", "close"):  # one socket write: "a" and "b" are answered while corked
+            ws.protocol.send_text(text.encode())
+        ws.send_data()
+        replies = []
+        with pytest.raises(ConnectionClosed):
+            for _ in range(3):
+                replies.append(await asyncio.wait_for(ws.recv(), 5))
+        assert replies == ["done:a", "done:b"]
+        assert ws.close_code == 4000
+
+
+@pytest.mark.usefixtures("transport")
+async def test_pipelined_replies_of_every_frame_length_and_compressed_ones_arrive_whole() -> None:
+    sizes = [0, 1, 125, 126, 65535, 65536, 200_000]  # 2-, 4- and 10-byte frame headers
+    for compression in (None, "deflate"):
+        server = raw_echo_server()
+        server.compression = compression
+        async with TestClient(server) as client:
+            async with connect(client.url(), compression=compression, max_size=None) as ws:
+                for n, size in enumerate(sizes * 2):
+                    payload = bytes([n]) * size
+                    ws.protocol.send_binary(payload) if n % 2 else ws.protocol.send_text(payload)
+                ws.send_data()
+                replies = [await asyncio.wait_for(ws.recv(), 5) for _ in range(len(sizes) * 2)]
+        expected = [
+            b"binary:" + bytes([n]) * size if n % 2 else "text:" + (bytes([n]) * size).decode()
+            for n, size in enumerate(sizes * 2)
+        ]
+        assert replies == expected

@@ -42,6 +42,7 @@ def server_errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging
     return errors
 
 
+@pytest.mark.usefixtures("transport")
 async def test_normal_close_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     events = Events()
@@ -127,6 +128,7 @@ def fault_server(events: Events, **options: Any) -> WebSocketServer:
     return server
 
 
+@pytest.mark.usefixtures("transport")
 @pytest.mark.parametrize("concurrency", [1, 4])
 async def test_handler_raising_on_message_k_answers_an_error_and_serves_the_next_100(
     concurrency: int, server_errors: Callable[[], list[logging.LogRecord]]
@@ -161,6 +163,7 @@ def abort(ws: TestConnection) -> None:
     ws.ws.transport.abort()
 
 
+@pytest.mark.usefixtures("transport")
 @pytest.mark.parametrize("concurrency", [1, 4])
 async def test_client_vanishing_while_the_server_sends(
     concurrency: int, server_errors: Callable[[], list[logging.LogRecord]]
@@ -224,6 +227,7 @@ async def test_middleware_raising_in_on_connect_closes_1011_frees_everything_and
     assert all(record.exc_info is not None for record in server_errors())
 
 
+@pytest.mark.usefixtures("transport")
 @pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("how", ["close", "abort"])
 @pytest.mark.parametrize("reply", [True, False])

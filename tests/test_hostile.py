@@ -154,9 +154,12 @@ async def test_deeply_nested_json_gets_an_error_frame_or_a_reply_and_the_connect
     assert server_errors(caplog) == []
 
 
-async def test_deflate_bomb_closes_1009_and_server_memory_stays_flat() -> None:
+@pytest.mark.parametrize("transport", ["websockets", "picows"])
+async def test_deflate_bomb_closes_1009_and_server_memory_stays_flat(transport: str) -> None:
+    if transport != "websockets":
+        pytest.importorskip(transport)
     bomb = bytes(10 * 2**20)  # 10 MiB of zeros: about 10 KiB once compressed
-    async with ServerProcess(compression="deflate") as server:  # default max_message_size: 1 MiB
+    async with ServerProcess(compression="deflate", transport=transport) as server:  # default max_message_size: 1 MiB
         async with connect(server.url, compression="deflate") as warm:  # warm up the server's allocations
             for n in range(20):
                 await warm.send(orjson.dumps({"type": "echo", "n": n, "pad": "y" * 50_000}).decode())

@@ -51,6 +51,7 @@ async def refusal_status(url: str, **kwargs: Any) -> int:
     return refused.value.response.status_code
 
 
+@pytest.mark.usefixtures("transport")
 async def test_health_endpoint_answers_json_with_open_connections() -> None:
     async with TestClient(echo_server()) as client:
         async with client.connect(), client.connect():
@@ -60,6 +61,7 @@ async def test_health_endpoint_answers_json_with_open_connections() -> None:
         assert orjson.loads(body) == {"status": "ok", "connections": 2}
 
 
+@pytest.mark.usefixtures("transport")
 async def test_health_path_is_configurable_and_other_requests_get_426_or_404() -> None:
     server = echo_server(health_path="/status")
     async with TestClient(server) as client:
@@ -73,6 +75,7 @@ async def test_health_path_is_configurable_and_other_requests_get_426_or_404() -
         assert (await http_get(client.port, "/only"))[0] == 426
 
 
+@pytest.mark.usefixtures("transport")
 async def test_user_http_route_serves_a_page() -> None:
     server = echo_server()
 
@@ -90,6 +93,7 @@ async def test_user_http_route_serves_a_page() -> None:
             assert (await ws.receive_json())["path"] == "/"
 
 
+@pytest.mark.usefixtures("transport")
 async def test_routers_mounted_at_paths() -> None:
     chat, echo, everywhere = Router(), Router(), Router()
 
@@ -126,6 +130,7 @@ async def test_routers_mounted_at_paths() -> None:
             assert (await ws.receive_json())["code"] == "unknown_type"
 
 
+@pytest.mark.usefixtures("transport")
 async def test_unserved_path_is_refused_with_404() -> None:
     router = Router()
 
@@ -170,6 +175,7 @@ def test_raw_and_json_handlers_do_not_mix() -> None:
         server.dispatcher()
 
 
+@pytest.mark.usefixtures("transport")
 async def test_max_connections_refuses_with_503() -> None:
     async with TestClient(echo_server(max_connections=2)) as client:
         async with client.connect(), client.connect():
@@ -202,6 +208,7 @@ async def test_new_connections_per_ip_per_minute_refused_with_429() -> None:
             pass
 
 
+@pytest.mark.usefixtures("transport")
 async def test_origin_allowlist_refuses_other_origins_with_403() -> None:
     async with TestClient(echo_server(origins=["https://app.example"])) as client:
         assert await refusal_status(client.url(), origin="https://evil.example") == 403
@@ -228,6 +235,7 @@ async def test_trusted_proxy_headers_only_from_trusted_peers() -> None:
                 assert (await third.receive_json())["ip"] == "198.51.100.9"
 
 
+@pytest.mark.usefixtures("transport")
 async def test_open_timeout_drops_half_open_handshakes_and_others_still_connect() -> None:
     async with TestClient(echo_server(open_timeout=0.5)) as client:
         stalled = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(20)]
@@ -244,6 +252,7 @@ async def test_open_timeout_drops_half_open_handshakes_and_others_still_connect(
             writer.close()
 
 
+@pytest.mark.usefixtures("transport")
 async def test_idle_timeout_closes_quiet_connections() -> None:
     async with TestClient(echo_server(idle_timeout=0.3)) as client, client.connect() as ws:
         await ws.send_json({"type": "ip"})
@@ -252,6 +261,7 @@ async def test_idle_timeout_closes_quiet_connections() -> None:
         assert ws.close_reason == "idle timeout"
 
 
+@pytest.mark.usefixtures("transport")
 async def test_send_timeout_closes_a_client_that_stops_reading_with_1013() -> None:
     outcome: dict[str, Any] = {}
     router = Router()
@@ -281,6 +291,7 @@ async def test_send_timeout_closes_a_client_that_stops_reading_with_1013() -> No
     assert "disconnected" in outcome
 
 
+@pytest.mark.usefixtures("transport")
 async def test_max_concurrent_handlers_bounds_in_flight_handlers() -> None:
     for bound in (1, 4):
         in_flight = peak = 0
@@ -307,6 +318,7 @@ async def test_max_concurrent_handlers_bounds_in_flight_handlers() -> None:
             assert replies == list(range(12))  # sequential handling keeps arrival order
 
 
+@pytest.mark.usefixtures("transport")
 async def test_oversized_message_closes_1009_and_others_unaffected() -> None:
     async with TestClient(echo_server(max_message_size=4096)) as client:
         async with client.connect() as big, client.connect() as small:

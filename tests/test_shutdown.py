@@ -58,6 +58,7 @@ async def wait_until(predicate: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.usefixtures("transport")
 async def test_fifty_running_handlers_finish_and_their_replies_arrive_before_1001() -> None:
     events: list[str] = []
     server = slow_server(0.5, events)
@@ -84,6 +85,7 @@ async def test_fifty_running_handlers_finish_and_their_replies_arrive_before_100
     assert elapsed < 4, "closing must follow the handlers, not wait for the whole grace period"
 
 
+@pytest.mark.usefixtures("transport")
 async def test_idle_connections_close_at_once_and_late_frames_are_not_dispatched() -> None:
     events: list[str] = []
     server = slow_server(0.3, events)
@@ -103,6 +105,7 @@ async def test_idle_connections_close_at_once_and_late_frames_are_not_dispatched
     assert busy.close_code == 1001
 
 
+@pytest.mark.usefixtures("transport")
 async def test_handlers_still_running_after_the_grace_period_are_cancelled() -> None:
     events: list[str] = []
     server = slow_server(30, events)
