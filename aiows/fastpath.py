@@ -99,7 +99,11 @@ class DirectLink:
         if type(data) is not bytes:
             data = bytes(data)
         if decode or (decode is None and frame.opcode is _TEXT):
-            return data.decode()  # websockets checked the UTF-8 of text frames already
+            try:
+                return data.decode()
+            except UnicodeDecodeError:  # recv() closes the connection with 1007, as websockets does
+                queue.appendleft(frame)
+                return None
         return data
 
     def received(self) -> None:

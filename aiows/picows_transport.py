@@ -433,8 +433,10 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
         except asyncio.CancelledError:
             raise
         except Exception:
-            if self.state != CLOSED:
-                await self.close(1011, "keepalive ping timeout")
+            if self.state == OPEN:  # the peer does not answer: do not wait for its close frame either
+                self.flush()
+                self.transport.send_close(WSCloseCode.INTERNAL_ERROR, b"keepalive ping timeout")
+                self.transport.disconnect()
 
     # what aiows reads
 

@@ -161,3 +161,46 @@ async def test_pipelined_replies_of_every_frame_length_and_compressed_ones_arriv
             for n, size in enumerate(sizes * 2)
         ]
         assert replies == expected
+
+
+@pytest.mark.usefixtures("transport")
+async def test_invalid_utf8_in_a_pipelined_text_frame_closes_1007_after_the_earlier_replies() -> None:
+    async with TestClient(raw_echo_server()) as client, connect(client.url()) as ws:
+        ws.protocol.send_text(b"fine")
+        ws.protocol.send_text(b"\xff\xfe")  # not UTF-8: read by the direct path, failed by recv()
+        ws.send_data()
+        assert await asyncio.wait_for(ws.recv(), 5) == "text:fine"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1007
+
+
+@pytest.mark.usefixtures("transport")
+async def test_a_client_that_never_answers_pings_is_closed_with_1011() -> None:
+    picows = pytest.importorskip("picows")  # its client can leave pings unanswered
+    reasons: list[str] = []
+    router = Router()
+
+    @router.disconnect()
+    async def gone(websocket: WebSocket, reason: str) -> None:
+        reasons.append(reason)
+
+    server = WebSocketServer(ping_interval=0.05, ping_timeout=0.05)
+    server.include_router(router)
+    frames: list[tuple[int, int | None]] = []
+
+    class Silent(picows.WSListener):  # type: ignore[misc,name-defined]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            closing = frame.msg_type == picows.WSMsgType.CLOSE
+            frames.append((int(frame.msg_type), int(frame.get_close_code()) if closing else None))
+
+    async with TestClient(server) as client:
+        transport, _ = await picows.ws_connect(Silent, client.url(), enable_auto_pong=False)
+        await asyncio.wait_for(transport.wait_disconnected(), 5)
+        for _ in range(100):
+            if reasons:
+                break
+            await asyncio.sleep(0.01)
+    assert frames[0] == (int(picows.WSMsgType.PING), None)
+    assert frames[-1] == (int(picows.WSMsgType.CLOSE), 1011)
+    assert len(reasons) == 1
