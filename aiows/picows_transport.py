@@ -96,6 +96,13 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
     #: ``aiows.transport.direct_link`` uses the connection itself as its direct read/write path.
     is_direct_link = True
 
+    __slots__ = (
+        "_request", "close_timeout", "closed_exc", "corked", "deflate", "drained", "fragments",
+        "fragments_size", "fragments_text", "held", "keepalive", "latency", "loop", "max_message_size",
+        "paused", "pending", "ping_interval", "ping_timeout", "pings", "queue", "queue_high", "queue_low",
+        "reading_paused", "response", "server", "socket_transport", "transport", "waiter", "write_limit",
+    )
+
     def __init__(
         self,
         server: Any,
