@@ -5,9 +5,10 @@ stack of coroutines (the message assembler's queue, a future, an async
 context manager) even when a message is already waiting or the socket can
 take the frame at once. When nothing needs waiting, ``DirectLink`` does the
 same work synchronously through the same objects (the connection's
-assembler and its Sans-I/O protocol), so framing, order, flow control and
-UTF-8 checks stay the library's; in every other case it answers "not now"
-and the caller awaits ``recv()`` / ``send()`` as usual.
+assembler and its Sans-I/O protocol), so framing, order and flow control
+stay the library's; in every other case (a fragmented message, invalid
+UTF-8, a client slow to read) it answers "not now" and the caller awaits
+``recv()`` / ``send()`` as usual.
 
 It also corks: while the messages being handled arrived together (more are
 already queued behind the current one), the frames written for them wait in
