@@ -36,7 +36,7 @@ from time import monotonic
 from typing import Any
 
 import picows  # type: ignore[import-not-found,unused-ignore]
-from multidict import CIMultiDict
+from multidict import CIMultiDict  # type: ignore[import-not-found,unused-ignore]  # a picows dependency
 from picows import (  # type: ignore[import-not-found,unused-ignore]
     WSCloseCode,
     WSFrame,
