@@ -204,3 +204,41 @@ async def test_a_client_that_never_answers_pings_is_closed_with_1011() -> None:
     assert frames[0] == (int(picows.WSMsgType.PING), None)
     assert frames[-1] == (int(picows.WSMsgType.CLOSE), 1011)
     assert len(reasons) == 1
+
+
+@pytest.mark.usefixtures("transport")
+async def test_many_pipelining_clients_get_every_reply_once_in_order() -> None:
+    """20 clients x 300 messages sent back to back; some handlers yield, some answer twice."""
+    router = Router()
+
+    @router.raw()
+    async def answer(websocket: WebSocket, data: str | bytes) -> None:
+        client, n = map(int, str(data).split())
+        if n % 7 == 0:
+            await asyncio.sleep(0)  # suspends in the middle of a corked batch
+        await websocket.send_text(f"{client} {n}")
+        if n % 11 == 0:
+            await websocket.send_text(f"{client} {n} again")
+
+    async def converse(url: str, client: int, count: int) -> list[str]:
+        async with connect(url) as ws:
+            for n in range(count):
+                ws.protocol.send_text(f"{client} {n}".encode())
+                if n % 50 == 49:
+                    ws.send_data()  # bursts of 50 frames per socket write
+            ws.send_data()
+            expected = sum(2 if n % 11 == 0 else 1 for n in range(count))
+            return [str(await asyncio.wait_for(ws.recv(), 10)) for _ in range(expected)]
+
+    server = WebSocketServer()
+    server.include_router(router)
+    count = 300
+    async with TestClient(server) as client:
+        replies = await asyncio.gather(*(converse(client.url(), c, count) for c in range(20)))
+    for c, got in enumerate(replies):
+        want: list[str] = []
+        for n in range(count):
+            want.append(f"{c} {n}")
+            if n % 11 == 0:
+                want.append(f"{c} {n} again")
+        assert got == want
