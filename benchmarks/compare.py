@@ -27,6 +27,9 @@ HERE = Path(__file__).resolve().parent
 TARGET_BENCHMARK = "test_serve_loop[3]"
 TARGET_RATIO = 1.5
 
+#: The same work written by hand without the framework: what no build can go below.
+FLOOR_BENCHMARK = "test_serve_loop_floor"
+
 #: Requests per ``test_serve_loop`` round (``test_hotpath.SERVE_BATCH``): its times are shown per request.
 SERVE_BATCH = 1000
 
@@ -97,10 +100,16 @@ def main() -> None:
         print(f"{name:<32}{fast * scale:>10.0f}ns{slow * scale:>10.0f}ns{slow / fast:>14.2f}x")
     fast = compiled["best"].get(TARGET_BENCHMARK)
     slow = pure["best"].get(TARGET_BENCHMARK)
+    floor = compiled["best"].get(FLOOR_BENCHMARK)
     if fast and slow:
         print(
             f"\nhot path with 3 middlewares: compiled is {slow / fast:.2f}x faster than pure "
             f"(target {TARGET_RATIO}x){' [quick run: not a measurement]' if args.quick else ''}"
+        )
+    if fast and slow and floor:
+        print(
+            f"the same work by hand, no framework ({FLOOR_BENCHMARK}): {floor * 1e9 / SERVE_BATCH:.0f}ns; "
+            f"pure is {slow / floor:.2f}x and compiled {fast / floor:.2f}x of it"
         )
 
 

@@ -21,7 +21,7 @@ from aiows import ChatMessage
 from aiows.chain import adapter_for
 from aiows.dispatch import RouteTable
 from aiows.websocket import WebSocket
-from bench_app import PAYLOAD, make_app, reply_for
+from bench_app import PAYLOAD, PassThrough, make_app, reply_for
 
 #: ``benchmark`` is pytest-benchmark's fixture (untyped).
 Benchmark = Any
@@ -119,6 +119,45 @@ def test_serve_loop(benchmark: Benchmark, depth: int) -> None:
     def run() -> None:
         connection = FeedConnection(SERVE_BATCH)
         drive(dispatcher._read(table, WebSocket(connection)))
+        assert connection.sent == SERVE_BATCH
+
+    benchmark(run)
+
+
+def test_serve_loop_floor(benchmark: Benchmark) -> None:
+    """``test_serve_loop[3]``'s work written by hand with no framework: the floor under any build.
+
+    The same connection, decode, route lookup, three ``PassThrough`` middlewares,
+    validator, handler and reply, with nothing else (no error frames, no
+    shutdown or busy bookkeeping). What aiows costs above it is all that
+    compiling could ever remove.
+    """
+    validate = adapter_for(ChatMessage).validator.validate_python
+
+    async def handler(websocket: WebSocket, message: ChatMessage) -> None:
+        await websocket.connection.send(orjson.dumps(reply_for(message)), text=True)
+
+    def last(websocket: WebSocket, message: Any) -> Any:
+        return handler(websocket, validate(message))
+
+    class Step:  # built once, like aiows' chains
+        def __init__(self, next_step: Any) -> None:
+            self.middleware = PassThrough()
+            self.next_step = next_step
+
+        def __call__(self, websocket: WebSocket, message: Any) -> Any:
+            return self.middleware.on_message(self.next_step, websocket, message)
+
+    routes = {"chat": Step(Step(Step(last)))}
+
+    async def serve(websocket: WebSocket, connection: FeedConnection) -> None:
+        while connection.state == 1:
+            data = orjson.loads(await connection.recv(False))
+            await routes[data["type"]](websocket, data)
+
+    def run() -> None:
+        connection = FeedConnection(SERVE_BATCH)
+        drive(serve(WebSocket(connection), connection))
         assert connection.sent == SERVE_BATCH
 
     benchmark(run)
