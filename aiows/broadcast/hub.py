@@ -14,8 +14,9 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ..transport import Link
 from ..websocket import WebSocket, encode_json
 from .base import BroadcastBackend
 
@@ -106,13 +107,25 @@ class Outbox:
         self.hub.spawn(self.websocket.close(OVERFLOW_CLOSE_CODE, "outgoing queue full"))
 
     async def run(self) -> None:
-        """Write the queued frames in order until the queue is empty."""
+        """Write the queued frames in order until the queue is empty.
+
+        Frames the connection's direct path takes (``WebSocket.link``) go out
+        together in one socket write; the first one it cannot take now goes
+        through ``send()``, which waits while the client is slow to read.
+        """
         queue = self.queue
-        send = self.websocket.connection.send
+        connection: Any = self.websocket.connection
+        link = self.websocket.link
         stats = self.hub.stats
         try:
             while queue:
-                await send(queue.popleft(), text=True)
+                if link is not None:
+                    stats.delivered += self.write_queued(link)
+                    if not queue:
+                        if connection.paused:
+                            await connection.drain()
+                        break
+                await connection.send(queue.popleft(), text=True)
                 stats.delivered += 1
         except Exception as exc:
             queue.clear()
@@ -120,6 +133,22 @@ class Outbox:
                 logger.warning("broadcast to %s failed: %r", self.websocket.client_ip, exc)
         finally:
             self.task = None
+
+
+    def write_queued(self, link: Link) -> int:
+        """Write queued frames through ``link``, corked into one socket write; return how many it took."""
+        queue = self.queue
+        corked = link.corked
+        link.corked = True
+        written = 0
+        try:
+            while queue and link.write(queue[0], True):
+                queue.popleft()
+                written += 1
+        finally:
+            link.corked = corked  # the receive loop's own setting
+        link.flush()
+        return written
 
 
 class Hub:
