@@ -1,6 +1,6 @@
 """End-to-end load benchmark: each server in its own process, driven from another process.
 
-    python benchmarks/load.py            # the full run (about a minute and a half)
+    python benchmarks/load.py            # the full run (about five minutes with every row installed)
     python benchmarks/load.py --quick    # a few seconds: a smoke run, not a measurement
 
 For every row, a fresh server process (``servers.py``) listens on 127.0.0.1
