@@ -29,13 +29,14 @@ It relies on attributes of ``websockets.asyncio.connection.Connection``
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 from websockets.asyncio.connection import Connection as WebsocketsConnection
 from websockets.frames import Opcode
 from websockets.protocol import State
 
-__all__ = ["MAX_CORKED", "DirectLink"]
+__all__ = ["MAX_CORKED", "CorkedLink", "DirectLink"]
 
 #: Frames held back at most before they are written anyway (bounds the memory a pipelining client can pin).
 MAX_CORKED = 32
@@ -44,18 +45,77 @@ _TEXT = Opcode.TEXT
 _OPEN = State.OPEN
 
 
-class DirectLink:
-    """Reads and writes one ``websockets`` connection without its coroutine machinery when nothing must wait.
+class CorkedLink:
+    """A connection's direct read/write path: what the receive loop, ``send_frame`` and broadcasts use.
 
-    ``corked`` is set by the receive loop while the message being handled
-    has more queued behind it: writes then wait (at most ``MAX_CORKED``
-    frames, at most until the loop's next turn) to go out together.
+    ``take(decode)`` returns a message already received, or ``None``;
+    ``write(payload, text)`` writes a frame, or returns ``False`` when
+    ``send()`` must be awaited instead; ``flush()`` writes the ``held``
+    frames in one socket write. ``corked`` is set by the receive loop while
+    the message being handled has more queued behind it (``queue``): writes
+    then wait (at most ``MAX_CORKED`` frames, at most until the loop's next
+    turn) to go out together. Subclasses: ``DirectLink`` for ``websockets``,
+    ``aiows.picows_transport.PicowsConnection`` for picows.
     """
 
-    __slots__ = ("connection", "corked", "held", "messages", "protocol", "queue", "transport")
+    # No slots of its own, so that PicowsConnection can also derive from picows' WSListener; each subclass
+    # lists these attributes in its own __slots__.
+    __slots__ = tuple[str, ...]()
+
+    corked: bool
+    held: int
+    queue: deque[Any]
+    loop: asyncio.AbstractEventLoop
+
+    def take(self, decode: bool | None) -> bytes | str | None:
+        raise NotImplementedError
+
+    def write(self, payload: str | bytes, text: bool) -> bool:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def received(self) -> None:
+        """Note a message ``recv()`` returned: cork if more are queued behind it."""
+        self.corked = len(self.queue) > 0
+
+    def hold(self) -> bool:
+        """Whether the frame just written waits for the others (corked, fewer than ``MAX_CORKED`` held)."""
+        if not self.corked or self.held >= MAX_CORKED:
+            return False
+        if self.held == 0:
+            self.loop.call_soon(self.flush)  # whatever happens, out on the loop's next turn
+        self.held += 1
+        return True
+
+    def write_all(self, frames: deque[bytes]) -> int:
+        """Write ``frames`` (text) from the left in one socket write, up to the first one that must wait.
+
+        Returns how many were written (and removed from ``frames``); the rest
+        go through ``send()``.
+        """
+        corked = self.corked
+        self.corked = True
+        written = 0
+        try:
+            while frames and self.write(frames[0], True):
+                frames.popleft()
+                written += 1
+        finally:
+            self.corked = corked  # the receive loop's own setting
+        self.flush()
+        return written
+
+
+class DirectLink(CorkedLink):
+    """Reads and writes one ``websockets`` connection without its coroutine machinery when nothing must wait."""
+
+    __slots__ = ("connection", "corked", "held", "loop", "messages", "protocol", "queue", "transport")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
+        self.loop = asyncio.get_running_loop()
         self.protocol = connection.protocol
         self.messages = connection.recv_messages
         self.queue = connection.recv_messages.frames.queue
@@ -107,10 +167,6 @@ class DirectLink:
                 return None
         return data
 
-    def received(self) -> None:
-        """Note a message ``recv()`` returned: cork if more are queued behind it."""
-        self.corked = len(self.queue) > 0
-
     def write(self, payload: str | bytes, text: bool) -> bool:
         """Write one frame, as ``send()`` would, if nothing makes ``send()`` wait; ``False``: await ``send()``.
 
@@ -132,11 +188,7 @@ class DirectLink:
             protocol.send_text(data)
         else:
             protocol.send_binary(data)
-        if self.corked and self.held < MAX_CORKED:
-            if self.held == 0:
-                asyncio.get_running_loop().call_soon(self.flush)  # whatever happens, out on the loop's next turn
-            self.held += 1
-        else:
+        if not self.hold():
             self.flush()
         return True
 

@@ -59,7 +59,7 @@ from picows.websockets.exceptions import (  # type: ignore[import-not-found,unus
     ConnectionClosedOK,
 )
 
-from .fastpath import MAX_CORKED
+from .fastpath import CorkedLink
 
 __all__ = ["PicowsConnection", "serve"]
 
@@ -83,7 +83,7 @@ def frame_header(first: int, size: int) -> bytes:
     return bytes((first, 127)) + size.to_bytes(8, "big")
 
 
-class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
+class PicowsConnection(WSListener, CorkedLink):  # type: ignore[misc,unused-ignore]
     """One server-side connection on picows, with the ``websockets`` asyncio connection API aiows uses.
 
     Messages are queued whole (fragments joined, compression undone) as they
@@ -92,9 +92,6 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
     ``corked``; ``send()`` writes and then waits while the client is slow to
     read (``paused``).
     """
-
-    #: ``aiows.transport.direct_link`` uses the connection itself as its direct read/write path.
-    is_direct_link = True
 
     __slots__ = (
         "_request", "close_timeout", "closed_exc", "corked", "deflate", "drained", "fragments",
@@ -302,10 +299,6 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
                 return None  # the connection is closing with 1007: recv() reports it
         return payload
 
-    def received(self) -> None:
-        """Note a message ``recv()`` returned: cork if more are queued behind it."""
-        self.corked = len(self.queue) > 0
-
     async def recv(self, decode: bool | None = None) -> bytes | str:
         """The next message (``str`` for text frames unless ``decode`` says otherwise)."""
         queue = self.queue
@@ -345,15 +338,10 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
         if self.deflate is not None:
             data = bytes(self.deflate.encode_frame(_TEXT if text else _BINARY, data, True))
             first |= 0x40
-        if self.corked and self.held < MAX_CORKED:
-            if self.held == 0:
-                self.loop.call_soon(self.flush)  # whatever happens, out on the loop's next turn
-            self.held += 1
-            self.pending.append(frame_header(first, len(data)))
-            self.pending.append(data)
-        elif self.held:
-            self.pending.append(frame_header(first, len(data)))
-            self.pending.append(data)
+        if self.hold():
+            self.pending += (frame_header(first, len(data)), data)
+        elif self.held:  # not held itself, but others are: out behind them, in one write
+            self.pending += (frame_header(first, len(data)), data)
             self.flush()
         else:
             transport.send(_TEXT if text else _BINARY, data, True, first & 0x40 != 0)
@@ -474,23 +462,24 @@ class PicowsConnection(WSListener):  # type: ignore[misc,unused-ignore]
         """The server's socket address."""
         return self.socket_transport.get_extra_info("sockname")
 
-    @property
-    def close_code(self) -> int | None:
-        """The close code received (or else sent), once the closing handshake started."""
+    def _close_frame(self) -> Any:
+        """The close frame received (or else sent), ``None`` before the closing handshake."""
         handshake = self.transport.close_handshake
         if handshake is None:
             return None
-        info = handshake.recv if handshake.recv is not None else handshake.sent
-        return None if info is None else int(info.code)
+        return handshake.recv if handshake.recv is not None else handshake.sent
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (or else sent), once the closing handshake started."""
+        frame = self._close_frame()
+        return None if frame is None else int(frame.code)
 
     @property
     def close_reason(self) -> str | None:
         """The close reason received (or else sent), once the closing handshake started."""
-        handshake = self.transport.close_handshake
-        if handshake is None:
-            return None
-        info = handshake.recv if handshake.recv is not None else handshake.sent
-        reason: str | None = None if info is None else info.reason  # picows leaves it None without a reason
+        frame = self._close_frame()
+        reason: str | None = None if frame is None else frame.reason  # picows leaves it None without a reason
         return reason
 
 

@@ -3,8 +3,8 @@
 ``websockets`` serves by default; ``transport="picows"`` serves with
 picows' native API through ``aiows.picows_transport``, whose connection
 offers the same asyncio API. Both fit the ``Connection`` protocol below (and
-both offer a ``Link``), so the compiled core never names one library's
-classes or exceptions.
+both offer a ``fastpath.CorkedLink``), so the compiled core never names one
+library's classes or exceptions.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from websockets.asyncio.server import serve
 
 from .exceptions import ConnectionError
-from .fastpath import DirectLink
+from .fastpath import CorkedLink, DirectLink
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSPORTS",
     "Connection",
-    "Link",
     "RequestLike",
     "abort",
     "direct_link",
@@ -78,32 +77,10 @@ class Connection(Protocol):
     async def wait_closed(self) -> None: ...
 
 
-class Link(Protocol):
-    """The direct read/write path of a connection (``fastpath.DirectLink``, or the picows connection itself).
-
-    ``take`` returns an already-received message or ``None``; ``received``
-    notes one that ``recv()`` returned; ``write`` writes a frame (``False``:
-    await ``send()`` instead) and holds it while ``corked``; ``flush`` writes
-    the ``held`` frames in one socket write.
-    """
-
-    corked: bool
-    held: int
-
-    def take(self, decode: bool | None) -> bytes | str | None: ...
-
-    def received(self) -> None: ...
-
-    def write(self, payload: str | bytes, text: bool) -> bool: ...
-
-    def flush(self) -> None: ...
-
-
-def direct_link(connection: object) -> Link | None:
+def direct_link(connection: object) -> CorkedLink | None:
     """The direct read/write path of ``connection``, or ``None`` where it has none (use ``recv()`` / ``send()``)."""
-    if getattr(connection, "is_direct_link", False):
-        link: Link = connection  # type: ignore[assignment]
-        return link  # transport="picows": the connection is its own link
+    if isinstance(connection, CorkedLink):
+        return connection  # transport="picows": the connection is its own link
     return DirectLink.attach(connection)
 
 

@@ -11,7 +11,8 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .transport import CLOSED, OPEN, Connection, Link, abort, direct_link, send_frame
+from .fastpath import CorkedLink
+from .transport import CLOSED, OPEN, Connection, abort, direct_link, send_frame
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -58,7 +59,7 @@ class WebSocket:
     ) -> None:
         self._connection = connection
         #: Reads and writes the connection directly when nothing must wait (``None``: the transport has no such path).
-        self.link: Link | None = direct_link(connection)
+        self.link: CorkedLink | None = direct_link(connection)
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..transport import Link
 from ..websocket import WebSocket, encode_json
 from .base import BroadcastBackend
 
@@ -120,7 +119,7 @@ class Outbox:
         try:
             while queue:
                 if link is not None:
-                    stats.delivered += self.write_queued(link)
+                    stats.delivered += link.write_all(queue)
                     if not queue:
                         if connection.paused:
                             await connection.drain()
@@ -133,22 +132,6 @@ class Outbox:
                 logger.warning("broadcast to %s failed: %r", self.websocket.client_ip, exc)
         finally:
             self.task = None
-
-
-    def write_queued(self, link: Link) -> int:
-        """Write queued frames through ``link``, corked into one socket write; return how many it took."""
-        queue = self.queue
-        corked = link.corked
-        link.corked = True
-        written = 0
-        try:
-            while queue and link.write(queue[0], True):
-                queue.popleft()
-                written += 1
-        finally:
-            link.corked = corked  # the receive loop's own setting
-        link.flush()
-        return written
 
 
 class Hub:
