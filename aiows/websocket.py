@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip"]
 
 
+#: ``orjson.dumps``, bound once: compiled code would look the module attribute up on every message.
+_dumps: Final = orjson.dumps
+
+
 def _encode_default(value: object) -> object:
     if isinstance(value, BaseModel):
         return value.model_dump()
@@ -28,7 +32,7 @@ def _encode_default(value: object) -> object:
 
 def encode_json(data: object) -> bytes:
     """Encode ``data`` with orjson; pydantic models are dumped first."""
-    return orjson.dumps(data, default=_encode_default)
+    return _dumps(data, default=_encode_default)
 
 
 def decode_json(raw: bytes | str) -> Any:

@@ -187,6 +187,15 @@ async def test_bad_input_gets_one_error_frame_and_the_connection_stays(frame: st
         assert (await ws.receive_json())["type"] == "you"
 
 
+async def test_unknown_type_error_names_the_type() -> None:
+    server, _ = make_server()
+    async with TestClient(server) as client, client.connect() as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "nobody's type"})
+        error = await ws.receive_json()
+        assert error["message"] == "no handler for message type \"nobody's type\""
+
+
 async def test_validation_error_lists_errors_without_echoing_input() -> None:
     server, _ = make_server()
     async with TestClient(server) as client, client.connect() as ws:
