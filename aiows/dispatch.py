@@ -264,7 +264,7 @@ class Dispatcher:
         while self.dispatching(connection):
             ready = link.take(decode) if link is not None else None
             if ready is not None:
-                data: bytes | str = ready
+                data: bytes | str = ready  # taken without waiting: still open, no shutdown since the check above
             else:
                 if link is not None and link.held:
                     link.flush()  # the messages that came together are handled: out go their replies
@@ -274,8 +274,8 @@ class Dispatcher:
                     data = await self._receive(websocket, decode)
                 if link is not None:
                     link.received()
-            if not self.dispatching(connection):
-                return  # frames that arrive once shutdown started are not dispatched
+                if not self.dispatching(connection):
+                    return  # frames that arrive once shutdown started are not dispatched
             websocket.busy = True
             if raw_frames:
                 await table.handle_raw(websocket, data)
