@@ -463,21 +463,19 @@ class PicowsConnection(WSListener, CorkedLink):  # type: ignore[misc,unused-igno
         return self.socket_transport.get_extra_info("sockname")
 
     def _close_frame(self) -> Any:
-        """The close frame received (or else sent), ``None`` before the closing handshake."""
+        """The peer's close frame, ``None`` until one arrived (or when none ever did)."""
         handshake = self.transport.close_handshake
-        if handshake is None:
-            return None
-        return handshake.recv if handshake.recv is not None else handshake.sent
+        return None if handshake is None else handshake.recv
 
     @property
     def close_code(self) -> int | None:
-        """The close code received (or else sent), once the closing handshake started."""
+        """The close code the peer sent, as ``websockets`` reports it (``None``: none came, so 1006 for aiows)."""
         frame = self._close_frame()
         return None if frame is None else int(frame.code)
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason received (or else sent), once the closing handshake started."""
+        """The close reason the peer sent, ``None`` until its close frame arrived."""
         frame = self._close_frame()
         reason: str | None = None if frame is None else frame.reason  # picows leaves it None without a reason
         return reason

@@ -203,7 +203,7 @@ async def test_a_client_that_never_answers_pings_is_closed_with_1011() -> None:
             await asyncio.sleep(0.01)
     assert frames[0] == (int(picows.WSMsgType.PING), None)
     assert frames[-1] == (int(picows.WSMsgType.CLOSE), 1011)
-    assert len(reasons) == 1
+    assert reasons == ["1006"]  # the client sent no close frame back: the same on both transports
 
 
 @pytest.mark.usefixtures("transport")
