@@ -151,6 +151,28 @@ async def test_broadcasts_back_to_back_arrive_complete_and_in_order() -> None:
     assert server.broadcast_stats.delivered == 600
 
 
+@pytest.mark.usefixtures("transport")
+async def test_a_broadcast_queued_while_the_writer_waits_for_a_slow_reader_still_goes_out() -> None:
+    """Frames queued while a connection's broadcast writer waits for the client to read are sent after it."""
+    server = make_server()
+    big = "x" * 512 * 1024
+    async with TestClient(server) as client, client.connect() as ws:
+        await join(ws, "r")
+        ws.ws.transport.pause_reading()  # the client stops reading
+        for _ in range(20):  # 10 MiB in one corked write: more than loopback buffers take, so the writer waits
+            await server.broadcast({"text": big}, room="r")
+        (outbox,) = server.hub.outboxes.values()
+        for _ in range(500):
+            if not outbox.queue and outbox.task is not None:
+                break  # everything written, the writer waits for the client to read
+            await asyncio.sleep(0.01)
+        assert not outbox.queue and outbox.task is not None
+        await server.broadcast({"text": "last"}, room="r")
+        ws.ws.transport.resume_reading()
+        texts = [(await asyncio.wait_for(ws.receive_json(), 10))["text"] for _ in range(21)]
+        assert texts == [big] * 20 + ["last"]
+
+
 async def test_exclude_several_from_outside_a_handler() -> None:
     server = make_server()
     seen: list[WebSocket] = []

@@ -117,15 +117,14 @@ class Outbox:
         link = self.websocket.link
         stats = self.hub.stats
         try:
-            while queue:
+            while queue:  # frames queued while this task waits are sent by it too
                 if link is not None:
                     stats.delivered += link.write_all(queue)
-                    if not queue:
-                        if connection.paused:
-                            await connection.drain()
-                        break
-                await connection.send(queue.popleft(), text=True)
-                stats.delivered += 1
+                if queue:  # the first frame the direct path cannot take now: send() waits for the client
+                    await connection.send(queue.popleft(), text=True)
+                    stats.delivered += 1
+                elif connection.paused:
+                    await connection.drain()
         except Exception as exc:
             queue.clear()
             if not self.websocket.closed:
