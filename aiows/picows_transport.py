@@ -338,11 +338,11 @@ class PicowsConnection(WSListener, CorkedLink):  # type: ignore[misc,unused-igno
         if self.deflate is not None:
             data = bytes(self.deflate.encode_frame(_TEXT if text else _BINARY, data, True))
             first |= 0x40
-        if self.hold():
+        held = self.hold()
+        if held or self.held:  # held, or others are: it goes out behind them, in one write
             self.pending += (frame_header(first, len(data)), data)
-        elif self.held:  # not held itself, but others are: out behind them, in one write
-            self.pending += (frame_header(first, len(data)), data)
-            self.flush()
+            if not held:
+                self.flush()
         else:
             transport.send(_TEXT if text else _BINARY, data, True, first & 0x40 != 0)
         return True
