@@ -83,6 +83,17 @@ def drive(coroutine: Coroutine[Any, Any, Any]) -> None:
     raise RuntimeError("the coroutine suspended")
 
 
+#: A serve loop under test: runs ``connection``'s requests through ``websocket`` until it is closed.
+ServeLoop = Callable[[WebSocket, FeedConnection], Coroutine[Any, Any, None]]
+
+
+def serve_batch(serve: ServeLoop) -> None:
+    """Run ``SERVE_BATCH`` requests through ``serve`` on a fresh connection; check every one was answered."""
+    connection = FeedConnection(SERVE_BATCH)
+    drive(serve(WebSocket(connection), connection))
+    assert connection.sent == SERVE_BATCH
+
+
 def setup(middlewares: int) -> tuple[RouteTable, WebSocket, NullConnection]:
     connection = NullConnection()
     table = make_app(middlewares).dispatcher().default
@@ -117,12 +128,7 @@ def test_serve_loop(benchmark: Benchmark, depth: int) -> None:
     table = dispatcher.default
     assert table is not None
 
-    def run() -> None:
-        connection = FeedConnection(SERVE_BATCH)
-        drive(dispatcher._read(table, WebSocket(connection)))
-        assert connection.sent == SERVE_BATCH
-
-    benchmark(run)
+    benchmark(serve_batch, lambda websocket, connection: dispatcher._read(table, websocket))
 
 
 def test_serve_loop_floor(benchmark: Benchmark) -> None:
@@ -156,12 +162,7 @@ def test_serve_loop_floor(benchmark: Benchmark) -> None:
             data = orjson.loads(await connection.recv(False))
             await routes[data["type"]](websocket, data)
 
-    def run() -> None:
-        connection = FeedConnection(SERVE_BATCH)
-        drive(serve(WebSocket(connection), connection))
-        assert connection.sent == SERVE_BATCH
-
-    benchmark(run)
+    benchmark(serve_batch, serve)
 
 
 def test_serve_loop_external(benchmark: Benchmark) -> None:
@@ -187,12 +188,7 @@ def test_serve_loop_external(benchmark: Benchmark) -> None:
         while connection.state == 1:
             await chain(websocket, validate(orjson.loads(await connection.recv(False))))
 
-    def run() -> None:
-        connection = FeedConnection(SERVE_BATCH)
-        drive(serve(WebSocket(connection), connection))
-        assert connection.sent == SERVE_BATCH
-
-    benchmark(run)
+    benchmark(serve_batch, serve)
 
 
 def test_dispatch_only(benchmark: Benchmark) -> None:
