@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from ..types import DisconnectHandler, JSONObject, MessageNext
 from ..websocket import WebSocket
@@ -19,6 +19,9 @@ RATE_LIMIT_KEYS = ("connection", "user", "ip")
 
 #: Default bound on the number of budgets kept at once.
 DEFAULT_MAX_KEYS = 10_000
+
+#: ``time.monotonic``, bound once: compiled code would look the module attribute up on every message.
+_monotonic: Final = time.monotonic
 
 
 class TokenBucket:
@@ -137,7 +140,7 @@ class RateLimitingMiddleware(BaseMiddleware):
         return len(self._buckets)
 
     async def on_message(self, handler: MessageNext, websocket: WebSocket, message: JSONObject) -> Any:
-        if self.allow(self.key(websocket), time.monotonic()):
+        if self.allow(self.key(websocket), _monotonic()):
             return await handler(websocket, message)
         if self.on_limit == "close":
             await websocket.close(RATE_LIMITED, "rate limit exceeded")
