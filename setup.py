@@ -20,6 +20,9 @@ COMPILED_MODULES = [
     "aiows/middleware/auth.py",
     "aiows/middleware/logging.py",
     "aiows/middleware/rate_limit.py",
+    "aiows/transports/base.py",
+    "aiows/transports/core.py",
+    "aiows/transports/websockets.py",
 ]
 
 ext_modules = []

@@ -1,11 +1,24 @@
-"""Admission at the handshake: connection limits per server and per client IP."""
+"""Admission at the handshake: plain HTTP on the WebSocket port, paths, origins, connection limits."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["ConnectionLimiter"]
+from .http import HTTPRequest, HTTPResponse, json_response
+from .transports.base import Gate, HandshakeRequest, Link, Reply
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatcher
+    from .server import WebSocketServer
+
+__all__ = ["ConnectionLimiter", "ServerGate", "text_reply"]
+
+logger = logging.getLogger("aiows")
 
 #: Seconds a reserved slot may wait for its connection to start before it counts as abandoned.
 ABANDONED_AFTER = 30.0
@@ -91,3 +104,81 @@ class ConnectionLimiter:
             return False
         window.append(now)
         return True
+
+
+class ServerGate(Gate):
+    """A running server's handshake checks: plain HTTP (health, routes), paths, drain, origins, limits."""
+
+    def __init__(self, app: WebSocketServer, dispatcher: Dispatcher) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+        options = app.options
+        self.origins = options.origins
+        self.health_path = options.health_path
+        limits = (options.max_connections, options.max_connections_per_ip, options.max_connections_per_ip_per_minute)
+        self.limiter = ConnectionLimiter(*limits) if any(limit is not None for limit in limits) else None
+
+    def admit(self, request: HandshakeRequest, upgrade: bool, key: object, peer: Any) -> Reply | None:
+        url = urlsplit(request.path)
+        dispatcher = self.dispatcher
+        if not upgrade:
+            return self.http(url.path, url.query, request)
+        if dispatcher.draining:
+            return text_reply(503, "Server is shutting down.\n")
+        if dispatcher.table_for(url.path) is None:
+            return text_reply(404, "No WebSocket endpoint at this path.\n")
+        if self.origins is not None:
+            origin = request.headers.get("Origin")
+            if origin is not None and origin not in self.origins:
+                return text_reply(403, "Origin not allowed.\n")
+        limiter = self.limiter
+        if limiter is None:
+            return None
+        ip = dispatcher.client_ip(peer, request.headers) if peer is not None else ""
+        refusal = limiter.reserve(key, ip)
+        if refusal is not None:
+            logger.info("refused a connection from %s: HTTP %d", ip or "a client", refusal)
+            return text_reply(refusal, "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n")
+        return None
+
+    def release(self, key: object) -> None:
+        if self.limiter is not None:
+            self.limiter.release(key)
+
+    def opened(self, link: Link, key: object) -> None:
+        if self.limiter is not None:
+            self.limiter.start(key)
+        self.dispatcher.open(link)
+
+    def http(self, path: str, query: str, request: HandshakeRequest) -> Reply:
+        """The answer to a plain HTTP request (no WebSocket upgrade)."""
+        app = self.app
+        dispatcher = self.dispatcher
+        if self.health_path is not None and path == self.health_path:
+            status = "draining" if dispatcher.draining else "ok"
+            response = json_response(
+                {"status": status, "connections": len(dispatcher.connections)}, 503 if dispatcher.draining else 200
+            )
+        elif path in app.http_routes:
+            route: Callable[[HTTPRequest], object] = app.http_routes[path]  # user code: check what it returns
+            try:
+                answer = route(HTTPRequest(path, dict(parse_qsl(query)), request.headers))
+            except Exception:
+                logger.exception("HTTP route %r failed", path)
+                return text_reply(500, "Internal Server Error\n")
+            if not isinstance(answer, HTTPResponse):
+                logger.error("HTTP route %r must return an HTTPResponse synchronously", path)
+                return text_reply(500, "Internal Server Error\n")
+            response = answer
+        elif dispatcher.table_for(path) is not None:
+            reply = text_reply(426, "Failed to open a WebSocket connection: not a WebSocket request.\n")
+            reply.headers.append(("Upgrade", "websocket"))
+            return reply
+        else:
+            return text_reply(404, "Not Found\n")
+        return Reply(response.status, response.body, [("Content-Type", response.content_type), *response.headers.items()])
+
+
+def text_reply(status: int, text: str) -> Reply:
+    """A plain-text HTTP reply."""
+    return Reply(status, text.encode(), [("Content-Type", "text/plain; charset=utf-8")])

@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     for sock in reserved:
         host = sock.getsockname()[0]
         url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
-        _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {server.transport})")
+        _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {server.options.transport})")
     if args.workers > 1 and isinstance(server.hub.backend, MemoryBackend):
         _say("note: with the in-memory broadcast backend, rooms do not span workers; use the Redis backend")
     if args.workers == 1:

@@ -1,16 +1,23 @@
 """The hot path and each connection's life.
 
-``RouteTable`` decodes a frame, finds its route, runs its chain and answers
-errors. ``Dispatcher`` runs every connection: the connect chain, then one
-message at a time in arrival order (or up to ``max_concurrent_handlers`` at
-once), then the disconnect chain; it also drains connections on shutdown.
+``RouteTable`` decodes a message, finds its route, runs its chain and answers
+errors. ``Dispatcher`` serves every connection of a running server through a
+``Session``: the connect chain, then the messages in arrival order (or up to
+``max_concurrent_handlers`` at once), then the disconnect chain; it also
+drains connections on shutdown.
+
+A message is dispatched from the front-end's data callback: the link queues
+it and calls ``Session.message()``, which starts a task only when none is
+handling this connection's messages yet. On Python 3.12+ that task starts
+eagerly, so a handler that does not wait runs (and its reply is written)
+within the same callback; there is no ``recv()`` coroutine per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -19,14 +26,14 @@ import orjson
 from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
 from .proxies import TrustedProxies
-from .transport import OPEN, Connection
+from .transports.base import CLOSED, OPEN, Link, Receiver
 from .types import RawHandler
 from .websocket import WebSocket, peer_ip
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
 
-__all__ = ["Dispatcher", "RouteTable", "disconnect_reason"]
+__all__ = ["Dispatcher", "RouteTable", "Session", "disconnect_reason", "send_error"]
 
 logger = logging.getLogger("aiows")
 
@@ -34,7 +41,19 @@ logger = logging.getLogger("aiows")
 _loads: Final = orjson.loads
 
 #: Close reason sent to every connection when the server shuts down (code 1001).
-SHUTDOWN_REASON = "server shutting down"
+SHUTDOWN_REASON: Final = "server shutting down"
+
+#: ``asyncio.eager_task_factory`` where it exists (Python 3.12+): a task that runs at once until it waits.
+_EAGER: Final[Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, None]], asyncio.Task[None]] | None] = getattr(
+    asyncio, "eager_task_factory", None
+)
+
+
+def spawn(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run ``coroutine`` as a task: started at once where the event loop can (3.12+), else on its next turn."""
+    if _EAGER is not None:
+        return _EAGER(loop, coroutine)
+    return loop.create_task(coroutine)
 
 
 def disconnect_reason(code: int | None, reason: str | None) -> str:
@@ -42,6 +61,15 @@ def disconnect_reason(code: int | None, reason: str | None) -> str:
     if code is None:
         code = 1006
     return f"{code} ({reason})" if reason else str(code)
+
+
+def valid_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class RouteTable:
@@ -84,11 +112,14 @@ class RouteTable:
             return False
         return True
 
-    async def handle(self, websocket: WebSocket, raw: bytes | str) -> None:
-        """Dispatch one frame; every failure becomes one error frame."""
+    async def handle(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
+        """Dispatch one message; every failure becomes one error frame."""
         try:
             data = _loads(raw)
         except orjson.JSONDecodeError:
+            if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
+                websocket.link.fail(1007, "invalid UTF-8")
+                return
             await send_error(websocket, "invalid_json", "message is not valid JSON")
             return
         if type(data) is not dict:
@@ -112,23 +143,204 @@ class RouteTable:
             await send_error(websocket, exc.code, exc.message, exc.errors)
         except AiowsException as exc:
             if websocket.closed:
-                raise  # this client is gone: end its loop
+                raise  # this client is gone: stop serving it
             await send_error(websocket, exc.code, exc.message)
         except Exception:
             if websocket.closed:
                 raise
             await internal_error(websocket, message_type)
 
-    async def handle_raw(self, websocket: WebSocket, data: bytes | str) -> None:
-        """Give one frame, unparsed, to the raw handler; a failure is logged."""
+    async def handle_raw(self, websocket: WebSocket, text: bool, payload: bytes) -> None:
+        """Give one message, unparsed (``str`` for text), to the raw handler; a failure is logged."""
         assert self.raw is not None
-        websocket.message_size = len(data)
+        websocket.message_size = len(payload)
+        data: str | bytes = payload
+        if text:
+            try:
+                data = payload.decode()
+            except UnicodeDecodeError:
+                websocket.link.fail(1007, "invalid UTF-8")
+                return
         try:
             await self.raw(websocket, data)
         except Exception:
             if websocket.closed:
                 raise
             logger.exception("raw frame handler failed")
+
+
+class Session(Receiver):
+    """One connection's life: connect chain, messages, disconnect chain (each once)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        table: RouteTable,
+        websocket: WebSocket,
+        link: Link,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.table = table
+        self.websocket = websocket
+        self.link = link
+        self.loop = loop
+        self.task: asyncio.Task[None] | None = None
+        self.connecting = True
+        self.admitted = False
+        self.running = False
+        self.in_flight = 0
+        self.ended = False
+        #: Whether the disconnect chain runs when the connection ends (every connect chain was passed).
+        self.disconnects = False
+
+    def start(self) -> None:
+        """Run the connect chain."""
+        self.task = spawn(self.loop, self.connect())
+
+    async def connect(self) -> None:
+        table = self.table
+        websocket = self.websocket
+        websocket.busy = True
+        try:
+            admitted = await table.admit(websocket)
+        except asyncio.CancelledError:
+            admitted = None
+        self.connecting = False
+        self.task = None
+        websocket.busy = False
+        self.disconnects = websocket.connect_passes == table.connect_passes
+        link = self.link
+        if admitted:
+            self.admitted = True
+            self.dispatcher.connections.add(websocket)
+            if self.dispatcher.draining:
+                link.close_soon(1001, SHUTDOWN_REASON)
+            else:
+                self.message(link)  # what arrived meanwhile
+        elif link.state == OPEN:
+            link.close_soon(1008, "connection refused")
+        if link.state == CLOSED:
+            self.finish()
+
+    def message(self, link: Link) -> None:
+        if self.running or not self.admitted or self.dispatcher.draining:
+            return
+        if self.dispatcher.max_concurrent_handlers > 1:
+            self._start_concurrently()
+            return
+        self.running = True
+        task = spawn(self.loop, self.run())
+        if self.running:  # an eager task may have finished already
+            self.task = task
+
+    async def run(self) -> None:
+        """Handle the queued messages one at a time, in arrival order."""
+        link = self.link
+        websocket = self.websocket
+        table = self.table
+        dispatcher = self.dispatcher
+        raw = table.raw is not None
+        try:
+            while True:
+                item = link.take()
+                if item is None or dispatcher.draining or link.state != OPEN:
+                    break
+                websocket.busy = True
+                if raw:
+                    await table.handle_raw(websocket, item[0], item[1])
+                else:
+                    await table.handle(websocket, item[0], item[1])
+                websocket.busy = False
+        except asyncio.CancelledError:
+            pass  # shutdown's grace period is over
+        except Exception:
+            if not websocket.closed:
+                logger.exception("connection failed")
+                link.close_soon(1011, "internal error")
+        finally:
+            websocket.busy = False
+            self.running = False
+            self.task = None
+            link.flush()
+            self._idle()
+
+    def _start_concurrently(self) -> None:
+        link = self.link
+        limit = self.dispatcher.max_concurrent_handlers
+        while self.in_flight < limit:
+            item = link.take()
+            if item is None:
+                break
+            self.in_flight += 1
+            self.websocket.busy = True
+            handling = self.table.handle_raw if self.table.raw is not None else self.table.handle
+            task = spawn(self.loop, handling(self.websocket, item[0], item[1]))
+            task.add_done_callback(self._handled)
+        link.flush()
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self.in_flight -= 1
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None and not self.websocket.closed:
+                logger.error("handler failed", exc_info=error)
+        if self.in_flight == 0:
+            self.websocket.busy = False
+            self._idle()
+        if self.link.state == OPEN and not self.dispatcher.draining:
+            self._start_concurrently()
+
+    def _idle(self) -> None:
+        """No handler is running for this connection."""
+        link = self.link
+        if link.state == CLOSED:
+            self.finish()
+        elif self.dispatcher.draining and self.admitted:
+            link.close_soon(1001, SHUTDOWN_REASON)
+
+    def closed(self, link: Link) -> None:
+        if not self.connecting and not self.running and self.in_flight == 0:
+            self.finish()
+
+    def drain(self) -> None:
+        """Shutdown started: take no more messages; close now if nothing runs."""
+        self.link.discard_incoming()
+        if self.admitted and not self.running and self.in_flight == 0:
+            self.link.close_soon(1001, SHUTDOWN_REASON)
+
+    def cancel(self) -> None:
+        """The grace period is over: cancel what still runs for this connection."""
+        if self.task is not None:
+            self.task.cancel()
+
+    def finish(self) -> None:
+        """The connection is closed and nothing runs: run the disconnect chain once, then forget it."""
+        if self.ended:
+            return
+        self.ended = True
+        self.dispatcher.connections.discard(self.websocket)
+        if self.disconnects:
+            self.task = spawn(self.loop, self.disconnect())
+        else:
+            self.dispatcher.ended(self)
+
+    async def disconnect(self) -> None:
+        websocket = self.websocket
+        link = self.link
+        reason = disconnect_reason(link.close_code, link.close_reason)
+        try:
+            await self.table.disconnect.call(websocket, reason)
+        except BaseException:
+            logger.exception("disconnect middleware failed")
+        server = self.dispatcher.server
+        if server is not None:
+            try:
+                await server.hub.disconnected(websocket)  # leave every room
+            except BaseException:
+                logger.exception("leaving the rooms failed")
+        self.task = None
+        self.dispatcher.ended(self)
 
 
 class Dispatcher:
@@ -148,7 +360,6 @@ class Dispatcher:
         close_timeout: float | None = 10.0,
         max_concurrent_handlers: int = 1,
         trusted_proxies: TrustedProxies | None = None,
-        limiter: Any = None,
     ) -> None:
         self.tables = tables
         self.default = default
@@ -157,12 +368,11 @@ class Dispatcher:
         self.close_timeout = close_timeout
         self.max_concurrent_handlers = max_concurrent_handlers
         self.trusted_proxies = trusted_proxies
-        self.limiter = limiter
         self.connections: set[WebSocket] = set()
+        self.sessions: set[Session] = set()
         self.server: WebSocketServer | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
-        self._idle = asyncio.Event()
+        self._idle = asyncio.Event()  # no running loop needed to create it (Python 3.10+)
         self._idle.set()
 
     def table_for(self, path: str) -> RouteTable | None:
@@ -176,142 +386,29 @@ class Dispatcher:
             return self.trusted_proxies.client_ip(ip, headers)
         return ip
 
-    async def serve(self, connection: Connection) -> None:
-        """Run one connection from connect to disconnect."""
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-            self._idle.clear()
-        key = connection.remote_address
-        if self.limiter is not None:
-            self.limiter.start(key)
-        try:
-            await self._serve(connection)
-        finally:
-            if self.limiter is not None:
-                self.limiter.release(key)
-            if task is not None:
-                self.tasks.discard(task)
-                if not self.tasks:
-                    self._idle.set()
-
-    async def _serve(self, connection: Connection) -> None:
-        request = connection.request
-        path = urlsplit(request.path).path if request is not None else "/"
-        table = self.table_for(path)
+    def open(self, link: Link) -> None:
+        """Serve a connection whose handshake completed."""
+        request = link.request
+        table = self.table_for(urlsplit(request.path).path)
         if table is None:  # refused with HTTP 404 at the handshake; kept for safety
-            await connection.close(1008, "no route for this path")
+            link.close_soon(1008, "no route for this path")
             return
-        headers: Any = request.headers if request is not None else {}
-        ip = self.client_ip(connection.remote_address, headers)
-        websocket = WebSocket(connection, ip, self.send_timeout, self.close_timeout, self.server)
-        websocket.busy = True
-        admitted = await table.admit(websocket)
-        if admitted is None and websocket.connect_passes == table.connect_passes:
-            # The client left while the connect handlers ran: they all ran, so the disconnect handlers run too.
-            await self._disconnect(table, websocket)
-        if not admitted:
-            return
-        websocket.busy = False
-        self.connections.add(websocket)
-        try:
-            if self.draining:
-                pass
-            elif self.max_concurrent_handlers > 1:
-                await self._read_concurrently(table, websocket)
-            else:
-                await self._read(table, websocket)
-        except asyncio.CancelledError:
-            pass  # shutdown's grace period is over: close and run the disconnect handlers below
-        except Exception:
-            if not websocket.closed:
-                logger.exception("connection failed")
-        finally:
-            self.connections.discard(websocket)
-            if not websocket.closed:
-                await websocket.close(*((1001, SHUTDOWN_REASON) if self.draining else (1011, "internal error")))
-            await self._disconnect(table, websocket)
+        ip = self.client_ip(link.remote_address, request.headers)
+        websocket = WebSocket(link, ip, self.send_timeout, self.close_timeout, self.server)
+        loop = asyncio.get_running_loop()
+        session = Session(self, table, websocket, link, loop)
+        link.receiver = session
+        self.sessions.add(session)
+        self._idle.clear()
+        if self.idle_timeout is not None:
+            IdleWatch(websocket, self.idle_timeout, loop).arm()
+        session.start()
 
-    async def _disconnect(self, table: RouteTable, websocket: WebSocket) -> None:
-        """Wait for the connection to be closed, then run the disconnect chain once."""
-        connection = websocket.connection
-        await connection.wait_closed()
-        reason = disconnect_reason(connection.close_code, connection.close_reason)
-        try:
-            await table.disconnect.call(websocket, reason)
-        except Exception:
-            logger.exception("disconnect middleware failed")
-        if self.server is not None:
-            await self.server.hub.disconnected(websocket)  # leave every room
-
-    async def _receive(self, websocket: WebSocket, decode: bool | None) -> bytes | str:
-        """The next frame; with ``idle_timeout``, close with 1001 when none comes in time."""
-        connection = websocket.connection
-        if self.idle_timeout is None:
-            return await connection.recv(decode)
-        try:
-            return await asyncio.wait_for(connection.recv(decode), self.idle_timeout)
-        except asyncio.TimeoutError:
-            await websocket.close(1001, "idle timeout")
-            raise
-
-    async def _read(self, table: RouteTable, websocket: WebSocket) -> None:
-        """Handle one frame at a time, in arrival order, until the connection or the server closes."""
-        connection = websocket.connection
-        raw_frames = table.raw is not None
-        decode = None if raw_frames else False
-        link = websocket.link
-        while self.dispatching(connection):
-            ready = link.take(decode) if link is not None else None
-            if ready is not None:
-                data: bytes | str = ready  # taken without waiting: still open, no shutdown since the check above
-            else:
-                if link is not None and link.held:
-                    link.flush()  # the messages that came together are handled: out go their replies
-                if self.idle_timeout is None:
-                    data = await connection.recv(decode)
-                else:
-                    data = await self._receive(websocket, decode)
-                if link is not None:
-                    link.received()
-                if not self.dispatching(connection):
-                    return  # frames that arrive once shutdown started are not dispatched
-            websocket.busy = True
-            if raw_frames:
-                await table.handle_raw(websocket, data)
-            else:
-                await table.handle(websocket, data)
-            websocket.busy = False
-
-    def dispatching(self, connection: Connection) -> bool:
-        """Whether frames of ``connection`` are still dispatched (open, and no shutdown started)."""
-        return not self.draining and connection.state == OPEN
-
-    async def _read_concurrently(self, table: RouteTable, websocket: WebSocket) -> None:
-        """Handle up to ``max_concurrent_handlers`` frames at once; reading waits for a free slot."""
-        connection = websocket.connection
-        raw_frames = table.raw is not None
-        slots = asyncio.Semaphore(self.max_concurrent_handlers)
-        running: set[asyncio.Task[None]] = set()
-        try:
-            while self.dispatching(connection):
-                await slots.acquire()
-                try:
-                    data = await self._receive(websocket, None if raw_frames else False)
-                except BaseException:
-                    slots.release()
-                    raise
-                if not self.dispatching(connection):
-                    slots.release()
-                    return
-                websocket.busy = True
-                handling = table.handle_raw(websocket, data) if raw_frames else table.handle(websocket, data)
-                task = asyncio.ensure_future(handling)
-                running.add(task)
-                task.add_done_callback(FrameDone(slots, running, websocket).done)
-        finally:
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+    def ended(self, session: Session) -> None:
+        """``session`` is over."""
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._idle.set()
 
     async def shutdown(self, grace: float) -> None:
         """Drain: stop dispatching, let running handlers finish within ``grace`` seconds, then close all.
@@ -319,35 +416,53 @@ class Dispatcher:
         Idle connections are closed with 1001 at once; a connection whose
         handler is running is closed with 1001 as soon as it finishes; what is
         still running after ``grace`` is cancelled (its disconnect handlers
-        still run).
+        still run). Frames that arrive meanwhile are dropped, so a client's
+        answer to the close frame is never stuck behind them.
         """
         self.draining = True
-        for websocket in list(self.connections):
-            if not websocket.busy and not websocket.closed:
-                websocket.close_soon(1001, SHUTDOWN_REASON)
+        for session in list(self.sessions):
+            session.drain()
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
+            return
         except asyncio.TimeoutError:
-            for task in list(self.tasks):
-                task.cancel()
-            await self._idle.wait()
+            pass
+        for session in list(self.sessions):
+            session.cancel()
+        # Closing handshakes end within close_timeout (the socket is dropped after that).
+        try:
+            await asyncio.wait_for(self._idle.wait(), (self.close_timeout or 0.0) + 1.0)
+            return
+        except asyncio.TimeoutError:
+            pass
+        for session in list(self.sessions):
+            session.link.abort()
+            session.cancel()
+        await self._idle.wait()
 
 
-class FrameDone:
-    """Bookkeeping when a concurrently handled frame finishes."""
+class IdleWatch:
+    """Closes a connection with 1001 once no message came for ``timeout`` seconds (checked every ``timeout``)."""
 
-    def __init__(self, slots: asyncio.Semaphore, running: set[asyncio.Task[None]], websocket: WebSocket) -> None:
-        self.slots = slots
-        self.running = running
+    def __init__(self, websocket: WebSocket, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
         self.websocket = websocket
+        self.timeout = timeout
+        self.loop = loop
+        self.seen = -1
 
-    def done(self, task: asyncio.Task[None]) -> None:
-        self.running.discard(task)
-        self.slots.release()
-        if not self.running:
-            self.websocket.busy = False
-        if not task.cancelled() and task.exception() is not None and not self.websocket.closed:
-            logger.error("handler failed", exc_info=task.exception())
+    def arm(self) -> None:
+        self.seen = self.websocket.link.received
+        self.loop.call_later(self.timeout, self.check)
+
+    def check(self) -> None:
+        websocket = self.websocket
+        if websocket.closed:
+            return
+        if websocket.link.received == self.seen and not websocket.busy:
+            websocket.link.close_soon(1001, "idle timeout")
+        else:
+            self.arm()
+
 
 def internal_error(websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
     """Log the exception being handled with its traceback; tell the client nothing more (await the result)."""

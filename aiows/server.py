@@ -1,48 +1,36 @@
-"""``WebSocketServer``: composes the app once and serves it with ``websockets``."""
+"""``WebSocketServer``: composes the app once and serves it on a transport front-end."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.typing import Origin
-
-from .admission import ConnectionLimiter
+from .admission import ServerGate
 from .broadcast.base import BroadcastBackend
 from .broadcast.hub import BroadcastStats, Hub, OverflowPolicy
 from .broadcast.memory import MemoryBackend
 from .chain import MessageStep, compose_connect, compose_disconnect, compose_message, count_routers
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
-from .http import HTTPHandler, HTTPRequest, HTTPResponse, json_response
+from .http import HTTPHandler
 from .middleware.base import BaseMiddleware
+from .options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
 from .proxies import TrustedProxies
 from .redaction import install_redaction
 from .router import Router
-from .transport import TRANSPORTS, handshake_address, serve_function, transport_options
+from .transports import serve_function
+from .transports.base import Listener
 from .types import RawHandler
 from .websocket import WebSocket
 
+__all__ = ["DEFAULT_BACKLOG", "RunningServer", "WebSocketServer"]
 
-__all__ = ["RunningServer", "WebSocketServer"]
-
-logger = logging.getLogger("aiows")
-
-#: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
-DEFAULT_MAX_MESSAGE_SIZE = 2**20
-
-
-#: The ``loop=`` choices of ``run()``.
-LOOPS = ("auto", "asyncio", "uvloop")
+#: Default listen backlog: pending TCP connections the kernel queues (uvicorn and hypercorn use 2048).
+DEFAULT_BACKLOG = 2048
 
 
 def run_with_loop(loop: str, main: Any) -> None:
@@ -93,38 +81,30 @@ class WebSocketServer:
         transport: str = "websockets",
         loop: str = "auto",
     ) -> None:
-        if compression not in (None, "deflate"):
-            raise ValueError(f'compression must be None or "deflate", not {compression!r}')
-        if transport not in TRANSPORTS:
-            raise ValueError(f'transport must be "websockets" or "picows", not {transport!r}')
-        if loop not in LOOPS:
-            raise ValueError(f'loop must be "auto", "asyncio" or "uvloop", not {loop!r}')
-        if transport == "picows" and (max_connections_per_ip is not None or max_connections_per_ip_per_minute is not None):
-            raise ValueError(
-                'max_connections_per_ip and max_connections_per_ip_per_minute need the client address during '
-                'the handshake, which transport="picows" does not provide: use transport="websockets"'
-            )
-        if max_concurrent_handlers < 1:
-            raise ValueError("max_concurrent_handlers must be at least 1")
-        self.max_message_size = max_message_size
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.compression = compression
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self.idle_timeout = idle_timeout
-        self.send_timeout = send_timeout
-        self.max_queue = max_queue
-        self.max_concurrent_handlers = max_concurrent_handlers
-        self.max_connections = max_connections
-        self.max_connections_per_ip = max_connections_per_ip
-        self.max_connections_per_ip_per_minute = max_connections_per_ip_per_minute
-        self.origins = list(origins) if origins is not None else None
-        self.trusted_proxies = TrustedProxies(trusted_proxies)
-        self.health_path = health_path
-        self.shutdown_grace = shutdown_grace
-        self.transport = transport
-        self.loop = loop
+        #: Every option, checked (``aiows.options.ServerOptions``).
+        self.options = ServerOptions(
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            compression=compression,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            idle_timeout=idle_timeout,
+            send_timeout=send_timeout,
+            max_queue=max_queue,
+            max_concurrent_handlers=max_concurrent_handlers,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            max_connections_per_ip_per_minute=max_connections_per_ip_per_minute,
+            origins=None if origins is None else tuple(origins),
+            trusted_proxies=tuple(trusted_proxies),
+            health_path=health_path,
+            shutdown_grace=shutdown_grace,
+            outgoing_queue_size=outgoing_queue_size,
+            outgoing_overflow=outgoing_overflow,
+            transport=transport,
+            loop=loop,
+        )
         self.middlewares: list[BaseMiddleware] = []
         self.mounts: list[tuple[Router, str | None]] = []
         self.http_routes: dict[str, HTTPHandler] = {}
@@ -138,13 +118,15 @@ class WebSocketServer:
         room: str | None = None,
         exclude: WebSocket | Iterable[WebSocket] | None = None,
     ) -> int:
-        """Send ``data`` (a dict, a pydantic model...) to every connection, or to ``room``'s.
+        """Send ``data`` to every connection, or to ``room``'s; ``exclude`` is a connection or several.
 
-        The frame is encoded once. ``exclude`` is a connection or several.
-        With a shared backend it reaches the connections of every server.
-        Returns without waiting for delivery: each recipient has a bounded
-        outgoing queue (see ``outgoing_queue_size``); the return value is the
-        number of this server's connections it was queued for.
+        ``data`` (a dict, a list, a pydantic model...) is encoded to JSON once;
+        ``bytes`` are sent as they are, as JSON text encoded already (encode
+        once, broadcast many times). A local recipient whose socket can take
+        the frame gets it written in this call; one that is slow to read gets
+        it on its bounded outgoing queue (``outgoing_queue_size``). With a
+        shared backend it reaches the connections of every server. Returns
+        the number of this server's connections it was written or queued for.
         """
         return await self.hub.broadcast(data, room, exclude)
 
@@ -222,40 +204,45 @@ class WebSocketServer:
             path: self.route_table([router for router, mounted in self.mounts if mounted in (None, path)])
             for path in paths
         }
-        limits = (self.max_connections, self.max_connections_per_ip, self.max_connections_per_ip_per_minute)
+        options = self.options
+        proxies = TrustedProxies(options.trusted_proxies)
         return Dispatcher(
             tables,
             self.route_table(everywhere) if everywhere or not paths else None,
-            idle_timeout=self.idle_timeout,
-            send_timeout=self.send_timeout,
-            close_timeout=self.close_timeout,
-            max_concurrent_handlers=self.max_concurrent_handlers,
-            trusted_proxies=self.trusted_proxies if self.trusted_proxies.networks else None,
-            limiter=ConnectionLimiter(*limits) if any(limit is not None for limit in limits) else None,
+            idle_timeout=options.idle_timeout,
+            send_timeout=options.send_timeout,
+            close_timeout=options.close_timeout,
+            max_concurrent_handlers=options.max_concurrent_handlers,
+            trusted_proxies=proxies if proxies.networks else None,
         )
 
-    def serve(self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False) -> RunningServer:
+    def serve(
+        self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False, backlog: int = DEFAULT_BACKLOG
+    ) -> RunningServer:
         """Serve in the running event loop: ``async with server.serve(host, 0) as running:``.
 
         ``running.port`` is the bound port (useful with ``port=0``); leaving the
         block shuts the server down gracefully (see ``RunningServer.shutdown``).
-        ``reuse_port=True`` sets ``SO_REUSEPORT`` so several processes share the port.
+        ``reuse_port=True`` sets ``SO_REUSEPORT`` so several processes share the port;
+        ``backlog`` is how many connections the kernel queues before they are accepted.
         """
-        return RunningServer(self, host, port, reuse_port=reuse_port)
+        return RunningServer(self, host, port, reuse_port=reuse_port, backlog=backlog)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut the running server down gracefully (see ``RunningServer.shutdown``)."""
         if self.running is not None:
             await self.running.shutdown(grace)
 
-    def run(self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False) -> None:
+    def run(
+        self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False, backlog: int = DEFAULT_BACKLOG
+    ) -> None:
         """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return."""
         try:
-            run_with_loop(self.loop, self._run_until_signal(host, port, reuse_port))
+            run_with_loop(self.options.loop, self._run_until_signal(host, port, reuse_port, backlog))
         except KeyboardInterrupt:
             pass
 
-    async def _run_until_signal(self, host: str, port: int, reuse_port: bool = False) -> None:
+    async def _run_until_signal(self, host: str, port: int, reuse_port: bool, backlog: int) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -263,10 +250,11 @@ class WebSocketServer:
                 loop.add_signal_handler(signum, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        async with self.serve(host, port, reuse_port=reuse_port) as running:
+        async with self.serve(host, port, reuse_port=reuse_port, backlog=backlog) as running:
             print(f"aiows: serving on {running.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
             await stop.wait()
-            print(f"aiows: shutting down (grace {self.shutdown_grace:g} s)", file=sys.stderr, flush=True)
+            grace = self.options.shutdown_grace
+            print(f"aiows: shutting down (grace {grace:g} s)", file=sys.stderr, flush=True)
 
 
 T = TypeVar("T")
@@ -282,24 +270,39 @@ def _started(value: T | None) -> T:
 class RunningServer:
     """A server started by ``WebSocketServer.serve()``; use it with ``async with``."""
 
-    def __init__(self, app: WebSocketServer, host: str, port: int, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        app: WebSocketServer,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
         self.reuse_port = reuse_port
-        self._server: Server | None = None
+        self.backlog = backlog
+        self._listener: Listener | None = None
         self._dispatcher: Dispatcher | None = None
+        self._gate: ServerGate | None = None
         self._port: int | None = None
 
     @property
-    def server(self) -> Server:
-        """The underlying server: ``websockets``' ``Server`` (``picows.websockets``' with ``transport="picows"``)."""
-        return _started(self._server)
+    def server(self) -> asyncio.AbstractServer:
+        """The listening ``asyncio`` server."""
+        return _started(self._listener).server
 
     @property
     def dispatcher(self) -> Dispatcher:
         """The connection manager: open connections, route tables, drain state."""
         return _started(self._dispatcher)
+
+    @property
+    def gate(self) -> ServerGate:
+        """The handshake checks: HTTP endpoints, paths, origins, connection limits (``gate.limiter``)."""
+        return _started(self._gate)
 
     @property
     def port(self) -> int:
@@ -315,110 +318,20 @@ class RunningServer:
     async def start(self) -> None:
         """Compose the chains and start listening."""
         app = self.app
-        install_redaction()  # keep tokens out of aiows' and websockets' log lines
-        dispatcher = self._dispatcher = self.app.dispatcher()
+        install_redaction()  # keep tokens out of aiows' and its transports' log lines
+        dispatcher = self._dispatcher = app.dispatcher()
+        gate = self._gate = ServerGate(app, dispatcher)
         await app.hub.attach(dispatcher)  # starts the broadcast backend
         try:
-            self._server = await serve_function(app.transport)(
-                self._serve_connection,
-                self.host,
-                self.requested_port,
-                max_size=app.max_message_size,
-                ping_interval=app.ping_interval,
-                ping_timeout=app.ping_timeout,
-                compression=app.compression,
-                open_timeout=app.open_timeout,
-                close_timeout=app.close_timeout,
-                max_queue=app.max_queue,
-                origins=[*(Origin(origin) for origin in app.origins), None] if app.origins is not None else None,
-                process_request=self.process_request,
-                process_response=self.process_response,
-                reuse_port=self.reuse_port,
-                **transport_options(app.transport),
+            serve = serve_function(app.options.transport)
+            self._listener = await serve(
+                gate, app.options, self.host, self.requested_port, reuse_port=self.reuse_port, backlog=self.backlog
             )
         except BaseException:
             await app.hub.detach(dispatcher)
             raise
-        self._port = self._server.sockets[0].getsockname()[1]
+        self._port = self._listener.sockets[0].getsockname()[1]
         app.running = self
-
-    async def _serve_connection(self, connection: ServerConnection) -> None:
-        """Serve one connection; a closed connection's stray exception is not a server error.
-
-        With the compiled build (mypy 2.4, CPython 3.11), an exception that
-        asyncio throws into the compiled connection coroutine when the peer
-        closes (the transport's internal ``EOFError``, or a reset) can escape it
-        although its ``except`` clauses would handle it; its ``finally`` blocks
-        still run (the connection is cleaned up and disconnect handlers run).
-        This interpreted frame keeps such an exception out of the error log.
-        """
-        try:
-            await self.dispatcher.serve(connection)
-        except Exception:
-            if connection.state == State.OPEN:
-                raise
-
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """The handshake's checks: HTTP routes and health, paths, drain, connection limits."""
-        url = urlsplit(request.path)
-        dispatcher = self.dispatcher
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return self._http(connection, url.path, url.query, request)
-        if dispatcher.draining:
-            return connection.respond(503, "Server is shutting down.\n")
-        if dispatcher.table_for(url.path) is None:
-            return connection.respond(404, "No WebSocket endpoint at this path.\n")
-        limiter = dispatcher.limiter
-        if limiter is None:
-            return None
-        address = handshake_address(connection)
-        if address is None:  # picows: only the total can be checked (per-IP limits are refused at creation)
-            if limiter.max_connections is not None and len(dispatcher.tasks) >= limiter.max_connections:
-                return connection.respond(503, "Server is at capacity.\n")
-            return None
-        ip = dispatcher.client_ip(address, request.headers)
-        refusal = limiter.reserve(address, ip)
-        if refusal is not None:
-            logger.info("refused a connection from %s: HTTP %d", ip, refusal)
-            text = "Too many connections.\n" if refusal == 429 else "Server is at capacity.\n"
-            return connection.respond(refusal, text)
-        # A client that leaves after sending its request may never reach the connection
-        # handler (websockets drops it without a call): free its slot when the TCP link goes.
-        connection.connection_lost_waiter.add_done_callback(lambda _: limiter.release(address))
-        return None
-
-    def process_response(self, connection: ServerConnection, request: Request, response: Response) -> Response:
-        """Free the connection slot of a handshake that did not open a WebSocket."""
-        limiter = self.dispatcher.limiter
-        address = handshake_address(connection)
-        if response.status_code != 101 and limiter is not None and address is not None:
-            limiter.release(address)
-        return response
-
-    def _http(self, connection: ServerConnection, path: str, query: str, request: Request) -> Response | None:
-        app = self.app
-        if app.health_path is not None and path == app.health_path:
-            dispatcher = self.dispatcher
-            status = "draining" if dispatcher.draining else "ok"
-            reply = json_response(
-                {"status": status, "connections": len(dispatcher.connections)}, 503 if dispatcher.draining else 200
-            )
-        elif path in app.http_routes:
-            reply = app.http_routes[path](HTTPRequest(path, dict(parse_qsl(query)), request.headers))
-            if not isinstance(reply, HTTPResponse):
-                raise TypeError(f"HTTP route {path!r} must return an HTTPResponse synchronously")
-        elif self.dispatcher.table_for(path) is not None:
-            return None  # websockets answers 426 Upgrade Required
-        else:
-            return connection.respond(404, "Not Found\n")
-        response = connection.respond(reply.status, "")
-        response.body = reply.body
-        fields = {"Content-Type": reply.content_type, **reply.headers, "Content-Length": str(len(reply.body))}
-        for name, value in fields.items():
-            if name in response.headers:
-                del response.headers[name]
-            response.headers[name] = value
-        return response
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut down gracefully; returns once every connection is closed.
@@ -428,14 +341,16 @@ class RunningServer:
         already running get ``grace`` seconds (default: the server's
         ``shutdown_grace``) to finish, and each connection is closed with 1001
         as soon as its handler is done; what is still running after that is
-        cancelled. Disconnect handlers run once per connection.
+        cancelled. Disconnect handlers run once per connection. A client that
+        does not answer the close frame within ``close_timeout`` is dropped.
         """
-        if self._server is None:
+        listener = self._listener
+        if listener is None:
             return
-        self._server.server.close()  # stop listening now
-        await self.dispatcher.shutdown(self.app.shutdown_grace if grace is None else grace)
-        self._server.close()
-        await self._server.wait_closed()
+        self._listener = None
+        listener.close()  # stop listening now
+        await self.dispatcher.shutdown(self.app.options.shutdown_grace if grace is None else grace)
+        listener.abort_handshakes()
         await self.app.hub.detach(self.dispatcher)
         if self.app.running is self:
             self.app.running = None
@@ -455,5 +370,3 @@ class RunningServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.shutdown()
-
-

@@ -119,7 +119,7 @@ class TestClient:
             return
         loop.call_soon_threadsafe(stop.set)
         # Closing waits for each connection's closing handshake (close_timeout).
-        limit = (self.app.close_timeout or 0.0) + DEFAULT_TIMEOUT
+        limit = (self.app.options.close_timeout or 0.0) + DEFAULT_TIMEOUT
         thread.join(limit)
         self._thread = None
         if thread.is_alive():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit
@@ -11,8 +10,8 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
-from .fastpath import CorkedLink
-from .transport import CLOSED, OPEN, Connection, abort, direct_link, send_frame
+from .sending import send_frame
+from .transports.base import CLOSED, OPEN, Link
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -20,8 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip"]
 
 
-#: ``orjson.dumps``, bound once: compiled code would look the module attribute up on every message.
+#: ``orjson.dumps`` and ``loads``, bound once: compiled code would look the module attribute up on every message.
 _dumps: Final = orjson.dumps
+_loads: Final = orjson.loads
 
 
 def _encode_default(value: object) -> object:
@@ -38,7 +38,7 @@ def encode_json(data: object) -> bytes:
 def decode_json(raw: bytes | str) -> Any:
     """Decode one JSON document; raise ``InvalidJSONError`` if it is not valid."""
     try:
-        return orjson.loads(raw)
+        return _loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
 
@@ -55,15 +55,14 @@ class WebSocket:
 
     def __init__(
         self,
-        connection: Connection,
+        link: Link,
         client_ip: str | None = None,
         send_timeout: float | None = None,
         close_timeout: float | None = 10.0,
         server: WebSocketServer | None = None,
     ) -> None:
-        self._connection = connection
-        #: Reads and writes the connection directly when nothing must wait (``None``: the transport has no such path).
-        self.link: CorkedLink | None = direct_link(connection)
+        #: The connection as aiows' transport layer carries it (``aiows.transports.base.Link``).
+        self.link = link
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0
@@ -72,14 +71,16 @@ class WebSocket:
         self.close_timeout = close_timeout
         self._client_ip = client_ip
         self._query_params: dict[str, str] | None = None
-        self._closing: asyncio.Task[None] | None = None
         self._server = server
         self._rooms: set[str] = set()
 
     @property
-    def connection(self) -> Connection:
-        """The underlying transport connection (a ``websockets`` ``ServerConnection`` by default)."""
-        return self._connection
+    def connection(self) -> Link:
+        """The underlying connection, with the ``websockets``-style ``recv``/``send``/``close``/``wait_closed``.
+
+        It is aiows' own on both transports (``aiows.transports.core.SocketLink``).
+        """
+        return self.link
 
     @property
     def server(self) -> WebSocketServer:
@@ -104,53 +105,49 @@ class WebSocket:
     @property
     def path(self) -> str:
         """The request path, without the query string (``"/chat"``)."""
-        request = self._connection.request
-        return urlsplit(request.path).path if request is not None else "/"
+        return urlsplit(self.link.request.path).path
 
     @property
     def query_params(self) -> dict[str, str]:
         """The request's query parameters (the last value wins for repeated names)."""
         if self._query_params is None:
-            request = self._connection.request
-            query = urlsplit(request.path).query if request is not None else ""
-            self._query_params = dict(parse_qsl(query))
+            self._query_params = dict(parse_qsl(urlsplit(self.link.request.path).query))
         return self._query_params
 
     @property
     def headers(self) -> Mapping[str, str]:
         """The request's HTTP headers (case-insensitive names)."""
-        request = self._connection.request
-        return request.headers if request is not None else {}
+        return self.link.request.headers
 
     @property
     def remote_address(self) -> Any:
         """The peer's address, as the socket reports it (``(host, port)`` for IP)."""
-        return self._connection.remote_address
+        return self.link.remote_address
 
     @property
     def client_ip(self) -> str:
         """The client's IP address: the socket's, or the one a trusted proxy forwarded."""
         if self._client_ip is None:
-            self._client_ip = peer_ip(self._connection.remote_address)
+            self._client_ip = peer_ip(self.link.remote_address)
         return self._client_ip
 
     @property
     def closed(self) -> bool:
         """``True`` once the connection is closing or closed."""
-        return self._connection.state != OPEN
+        return self.link.state != OPEN
 
     @property
     def close_code(self) -> int | None:
-        """The close code, once the connection is closed (1006 when the peer vanished)."""
-        code = self._connection.close_code
-        if code is None and self._connection.state == CLOSED:
-            return 1006  # websockets reports 1006 itself; picows leaves it None
+        """The peer's close code, once the connection is closed (1006 when the peer sent none)."""
+        code = self.link.close_code
+        if code is None and self.link.state == CLOSED:
+            return 1006
         return code
 
     @property
     def close_reason(self) -> str | None:
-        """The peer's close reason, once the connection is closed."""
-        return self._connection.close_reason
+        """The peer's close reason, once its close frame arrived."""
+        return self.link.close_reason
 
     def send_json(self, data: object) -> Coroutine[Any, Any, None]:
         """Send ``data`` as one JSON text frame (dicts, lists, models, datetimes...).
@@ -165,11 +162,11 @@ class WebSocket:
 
     def send_text(self, text: str) -> Coroutine[Any, Any, None]:
         """Send one text frame as is: ``await websocket.send_text(text)``."""
-        return send_frame(self, text, True)
+        return send_frame(self, text.encode(), True)
 
     def send_bytes(self, data: bytes) -> Coroutine[Any, Any, None]:
         """Send one binary frame: ``await websocket.send_bytes(data)``."""
-        return send_frame(self, data, False)
+        return send_frame(self, bytes(data), False)
 
     def send_message(self, message: BaseModel) -> Coroutine[Any, Any, None]:
         """Send a pydantic model (a ``BaseMessage``) as one JSON frame: ``await websocket.send_message(m)``."""
@@ -181,14 +178,22 @@ class WebSocket:
         Raises ``InvalidJSONError`` for a frame that is not JSON and
         ``aiows.exceptions.ConnectionError`` once the connection is closed.
         """
+        link = self.link
         try:
-            raw = await self._connection.recv(decode=False)
-        except Exception:
-            if self.closed:
-                raise ConnectionError("connection closed", self.close_code) from None
-            raise
+            text, raw = await link.receive()
+        except ConnectionError:
+            raise ConnectionError("connection closed", self.close_code) from None
         self.message_size = len(raw)
-        return decode_json(raw)
+        try:
+            return _loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if text:
+                try:
+                    raw.decode()
+                except UnicodeDecodeError:
+                    link.fail(1007, "invalid UTF-8")
+                    raise ConnectionError("connection closed: invalid UTF-8", 1007) from None
+            raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` and wait for the closing handshake.
@@ -196,18 +201,12 @@ class WebSocket:
         A client that does not complete it within the server's ``close_timeout``
         (for example one that stopped reading) is disconnected.
         """
-        try:
-            if self.close_timeout is None:
-                await self._connection.close(code, reason)
-            else:
-                await asyncio.wait_for(self._connection.close(code, reason), self.close_timeout)
-        except asyncio.TimeoutError:
-            abort(self._connection)
+        self.link.close_soon(code, reason)
+        await self.link.closed_future()
 
     def close_soon(self, code: int = 1000, reason: str = "") -> None:
         """Start closing the connection (as ``close()``) without waiting for it."""
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self.close(code, reason))
+        self.link.close_soon(code, reason)
 
 
 def peer_ip(address: Any) -> str:

@@ -1,8 +1,9 @@
 """In-process hot path: decode, dispatch, chain, validation, handler, error frames.
 
-No socket and no event loop: each frame goes through ``RouteTable.handle``
-with a connection whose ``send`` returns at once, so the coroutine finishes
-on its first step and the timings are the framework's own cost.
+No socket: each message goes through ``RouteTable.handle`` (or a connection's
+``Session.run`` loop) on a real ``SocketLink`` whose transport only counts
+what is written, so the coroutines finish on their first step and the timings
+are the framework's own cost.
 
     pytest benchmarks/test_hotpath.py            # this build
     python benchmarks/compare.py                 # compiled and pure side by side
@@ -10,6 +11,7 @@ on its first step and the timings are the framework's own cost.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
@@ -20,54 +22,64 @@ import pytest
 
 from aiows import ChatMessage
 from aiows.chain import adapter_for
-from aiows.dispatch import RouteTable
+from aiows.dispatch import RouteTable, Session
+from aiows.options import ServerOptions
+from aiows.transports.base import HandshakeRequest
+from aiows.transports.core import LinkLimits, SocketLink, text_frame
 from aiows.websocket import WebSocket
 from bench_app import PAYLOAD, PassThrough, make_app, reply_for
 
 #: ``benchmark`` is pytest-benchmark's fixture (untyped).
 Benchmark = Any
 
+#: The frame every answered request writes.
+REPLY = text_frame(orjson.dumps(reply_for(ChatMessage.model_validate(json.loads(PAYLOAD)))))
 
-class NullConnection:
-    """A ``Connection`` that is always open and sends nowhere."""
+#: The links are made in a running loop; nothing is ever scheduled on it that the benchmarks wait for.
+LOOP = asyncio.new_event_loop()
 
-    request = None
-    remote_address = ("127.0.0.1", 1)
-    state = 1
-    close_code = None
-    close_reason = None
+
+class NullSocket:
+    """The asyncio transport and the front-end's wire under a real ``SocketLink``: writes are only counted."""
 
     def __init__(self) -> None:
-        self.sent = 0
+        self.size = 0
 
-    async def recv(self, decode: bool | None = None) -> str | bytes:
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def send_close(self, code: int, reason: str) -> None:
+        pass
+
+    def send_ping(self, data: bytes) -> None:
+        pass
+
+    def fail(self, code: int, reason: str) -> None:
+        pass
+
+    def encode(self, payload: bytes, text: bool) -> bytes:
         raise NotImplementedError
 
-    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
-        self.sent += 1
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        pass
+def new_link(socket: NullSocket) -> SocketLink:
+    """An open link on ``socket`` (no keepalive, no queue limit)."""
 
-    async def wait_closed(self) -> None:
-        pass
+    async def make() -> SocketLink:
+        limits = LinkLimits(ServerOptions(ping_interval=None, max_queue=None))
+        link = SocketLink(socket, socket, limits, HandshakeRequest("/", {}), ("127.0.0.1", 1))
+        link.opened()
+        return link
 
-
-class FeedConnection(NullConnection):
-    """A connection whose ``recv`` returns requests at once; closed once ``count`` replies were sent."""
-
-    def __init__(self, count: int) -> None:
-        super().__init__()
-        self.count = count
-        self.state = 1
-
-    async def recv(self, decode: bool | None = None) -> str | bytes:
-        return PAYLOAD
-
-    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
-        self.sent += 1
-        if self.sent >= self.count:
-            self.state = 3
+    return LOOP.run_until_complete(make())
 
 
 #: Requests per ``serve`` run in ``test_serve_loop``.
@@ -83,22 +95,26 @@ def drive(coroutine: Coroutine[Any, Any, Any]) -> None:
     raise RuntimeError("the coroutine suspended")
 
 
-#: A serve loop under test: runs ``connection``'s requests through ``websocket`` until it is closed.
-ServeLoop = Callable[[WebSocket, FeedConnection], Coroutine[Any, Any, None]]
+#: A serve loop under test: runs the requests queued on ``link`` through ``websocket``.
+ServeLoop = Callable[[WebSocket, SocketLink], Coroutine[Any, Any, None]]
 
 
 def serve_batch(serve: ServeLoop) -> None:
-    """Run ``SERVE_BATCH`` requests through ``serve`` on a fresh connection; check every one was answered."""
-    connection = FeedConnection(SERVE_BATCH)
-    drive(serve(WebSocket(connection), connection))
-    assert connection.sent == SERVE_BATCH
+    """Queue ``SERVE_BATCH`` requests on a fresh link, run ``serve`` over them; check every one was answered."""
+    socket = NullSocket()
+    link = new_link(socket)
+    for _ in range(SERVE_BATCH):
+        link.data(1, True, PAYLOAD)  # no receiver: queued, as pipelined requests are
+    drive(serve(WebSocket(link), link))
+    link.flush()
+    assert socket.size == SERVE_BATCH * len(REPLY)
 
 
-def setup(middlewares: int) -> tuple[RouteTable, WebSocket, NullConnection]:
-    connection = NullConnection()
+def setup(middlewares: int) -> tuple[RouteTable, WebSocket, NullSocket]:
+    socket = NullSocket()
     table = make_app(middlewares).dispatcher().default
     assert table is not None
-    return table, WebSocket(connection), connection
+    return table, WebSocket(new_link(socket)), socket
 
 
 def test_decode(benchmark: Benchmark) -> None:
@@ -116,9 +132,9 @@ def test_validate(benchmark: Benchmark) -> None:
 @pytest.mark.parametrize("depth", [0, 3, 10])
 def test_message(benchmark: Benchmark, depth: int) -> None:
     """One request through decode + dispatch + ``depth`` middlewares + validation + handler + reply."""
-    dispatcher, websocket, connection = setup(depth)
-    benchmark(lambda: drive(dispatcher.handle(websocket, PAYLOAD)))
-    assert connection.sent > 0
+    dispatcher, websocket, socket = setup(depth)
+    benchmark(lambda: drive(dispatcher.handle(websocket, True, PAYLOAD)))
+    assert socket.size > 0
 
 
 @pytest.mark.parametrize("depth", [0, 3])
@@ -128,7 +144,12 @@ def test_serve_loop(benchmark: Benchmark, depth: int) -> None:
     table = dispatcher.default
     assert table is not None
 
-    benchmark(serve_batch, lambda websocket, connection: dispatcher._read(table, websocket))
+    def serve(websocket: WebSocket, link: SocketLink) -> Coroutine[Any, Any, None]:
+        session = Session(dispatcher, table, websocket, link, LOOP)
+        session.admitted = True
+        return session.run()
+
+    benchmark(serve_batch, serve)
 
 
 def test_serve_loop_floor(benchmark: Benchmark) -> None:
@@ -142,7 +163,7 @@ def test_serve_loop_floor(benchmark: Benchmark) -> None:
     validate = adapter_for(ChatMessage).validator.validate_python
 
     async def handler(websocket: WebSocket, message: ChatMessage) -> None:
-        await websocket.connection.send(orjson.dumps(reply_for(message)), text=True)
+        websocket.link.write(orjson.dumps(reply_for(message)), True)
 
     def last(websocket: WebSocket, message: Any) -> Any:
         return handler(websocket, validate(message))
@@ -157,9 +178,9 @@ def test_serve_loop_floor(benchmark: Benchmark) -> None:
 
     routes = {"chat": Step(Step(Step(last)))}
 
-    async def serve(websocket: WebSocket, connection: FeedConnection) -> None:
-        while connection.state == 1:
-            data = orjson.loads(await connection.recv(False))
+    async def serve(websocket: WebSocket, link: SocketLink) -> None:
+        while (item := link.take()) is not None:
+            data = orjson.loads(item[1])
             await routes[data["type"]](websocket, data)
 
     benchmark(serve_batch, serve)
@@ -178,15 +199,15 @@ def test_serve_loop_external(benchmark: Benchmark) -> None:
     validate = adapter_for(ChatMessage).validator.validate_python
 
     async def handler(websocket: WebSocket, message: ChatMessage) -> None:
-        await websocket.connection.send(orjson.dumps(reply_for(message)), text=True)
+        websocket.link.write(orjson.dumps(reply_for(message)), True)
 
     chain: Callable[[WebSocket, Any], Awaitable[Any]] = handler
     for _ in range(3):
         chain = partial(PassThrough().on_message, chain)
 
-    async def serve(websocket: WebSocket, connection: FeedConnection) -> None:
-        while connection.state == 1:
-            await chain(websocket, validate(orjson.loads(await connection.recv(False))))
+    async def serve(websocket: WebSocket, link: SocketLink) -> None:
+        while (item := link.take()) is not None:
+            await chain(websocket, validate(orjson.loads(item[1])))
 
     benchmark(serve_batch, serve)
 
@@ -201,7 +222,7 @@ def test_dispatch_only(benchmark: Benchmark) -> None:
     from aiows.chain import MessageHandlerStep
 
     dispatcher.routes["chat"] = MessageHandlerStep(nothing, adapter_for(Any))
-    benchmark(lambda: drive(dispatcher.handle(websocket, PAYLOAD)))
+    benchmark(lambda: drive(dispatcher.handle(websocket, True, PAYLOAD)))
 
 
 @pytest.mark.parametrize(
@@ -214,17 +235,18 @@ def test_dispatch_only(benchmark: Benchmark) -> None:
 )
 def test_error(benchmark: Benchmark, frame: bytes) -> None:
     """A bad frame: one error frame back, the connection stays."""
-    dispatcher, websocket, connection = setup(3)
-    benchmark(lambda: drive(dispatcher.handle(websocket, frame)))
-    assert connection.sent > 0
+    dispatcher, websocket, socket = setup(3)
+    benchmark(lambda: drive(dispatcher.handle(websocket, True, frame)))
+    assert socket.size > 0
 
 
 def test_naive_reference(benchmark: Benchmark) -> None:
     """What aiows replaces: stdlib ``json``, ``model_validate``, a chain built for every message."""
-    connection = NullConnection()
+    socket = NullSocket()
+    link = new_link(socket)
 
     async def handler(message: ChatMessage) -> None:
-        await connection.send(json.dumps(reply_for(message)), text=True)
+        link.write(json.dumps(reply_for(message)).encode(), True)
 
     async def process(raw: bytes) -> None:
         data = json.loads(raw)

@@ -27,8 +27,8 @@ def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     enter = TestClient.__aenter__
 
     async def enter_with_transport(self: TestClient) -> TestClient:
-        if self.app.transport == "websockets":
-            self.app.transport = name
+        if self.app.options.transport == "websockets":
+            self.app.options = self.app.options.replace(transport=name)
         return await enter(self)
 
     monkeypatch.setattr(TestClient, "__aenter__", enter_with_transport)

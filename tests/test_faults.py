@@ -67,15 +67,17 @@ def assert_all_freed(client: TestClient) -> None:
     """Nothing of any connection is left in the running server."""
     dispatcher = client.running.dispatcher
     assert dispatcher.connections == set()
-    assert dispatcher.tasks == set()
-    limiter = dispatcher.limiter
+    assert dispatcher.sessions == set()
+    limiter = client.running.gate.limiter
     assert limiter is not None
     assert (limiter.slots, limiter.per_ip, limiter.started) == ({}, {}, set())
 
 
 async def all_freed(client: TestClient) -> None:
     dispatcher = client.running.dispatcher
-    await wait_until(lambda: not dispatcher.tasks and not dispatcher.limiter.slots)
+    limiter = client.running.gate.limiter
+    assert limiter is not None
+    await wait_until(lambda: not dispatcher.sessions and not limiter.slots)
     assert_all_freed(client)
 
 

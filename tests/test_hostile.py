@@ -212,7 +212,7 @@ async def test_half_open_handshakes_are_dropped_after_open_timeout_and_others_st
             assert await ws.receive_json() == {"type": "echo", "sentinel": 2}
         for _, writer in stalled:
             writer.close()
-        limiter = client.running.dispatcher.limiter
+        limiter = client.running.gate.limiter
         for _ in range(100):  # bounded: the legitimate client's slot is freed once its close completes
             if not limiter.slots:
                 break
@@ -234,7 +234,7 @@ async def test_per_ip_cap_counts_each_source_address_separately() -> None:
     addresses = [f"127.0.0.{n}" for n in range(2, 10)]  # 8 addresses x 3 = 24 connections
     server = hostile_server(max_connections_per_ip=3, max_connections=25)
     async with TestClient(server) as client:
-        limiter = client.running.dispatcher.limiter
+        limiter = client.running.gate.limiter
         stack = contextlib.AsyncExitStack()
         async with stack:
             opened: dict[str, list[TestConnection]] = {}

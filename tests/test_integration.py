@@ -329,7 +329,7 @@ async def test_client_vanishing_runs_disconnect_once_with_1006() -> None:
 
 async def test_oversized_message_closes_1009() -> None:
     server, events = make_server()
-    server.max_message_size = 1024
+    server.options = server.options.replace(max_message_size=1024)
     async with TestClient(server) as client, client.connect() as ws:
         await ws.receive_json()
         await ws.send_json({"type": "plain", "blob": "x" * 2048})

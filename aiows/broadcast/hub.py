@@ -1,10 +1,12 @@
 """The server side of rooms and broadcast: room index, fan-out, outgoing queues.
 
 One ``Hub`` belongs to each ``WebSocketServer`` (``server.hub``). A broadcast is
-encoded once, queued on each local recipient's bounded outgoing queue (a
-synchronous append: a slow or dead recipient never delays the others), and
-handed to the backend for the other servers. Each queue is drained by its own
-short-lived task, started when the queue goes from empty to non-empty.
+encoded and framed once, then written, in the broadcast call itself, to each
+local recipient whose socket can take it (the same corked write path as a
+reply); a recipient that is slow to read gets it on its bounded outgoing
+queue instead (an ``Outbox``, drained by one task that exists only while
+the queue does), so a slow or dead recipient never delays the others. The
+payload is also handed to the backend for the other servers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..transports.base import OPEN
+from ..transports.core import text_frame
 from ..websocket import WebSocket, encode_json
 from .base import BroadcastBackend
 
@@ -42,9 +46,9 @@ class BroadcastStats:
     broadcasts: int = 0
     #: JSON encodings done for them (one per broadcast, whatever the number of recipients).
     encodes: int = 0
-    #: Messages queued for local connections (from local broadcasts and other servers').
+    #: Messages sent to or queued for local connections (from local broadcasts and other servers').
     queued: int = 0
-    #: Messages written to local connections.
+    #: Messages written to local connections (at once, or later from their outgoing queue).
     delivered: int = 0
     #: Publications received from other servers through the backend.
     received: int = 0
@@ -55,21 +59,22 @@ class BroadcastStats:
 
 
 class Outbox:
-    """One connection's bounded queue of broadcast frames, drained by one task at a time."""
+    """One connection's broadcast frames that its socket could not take at once: bounded, sent by one task."""
 
-    __slots__ = ("hub", "websocket", "queue", "task", "closing", "warned")
+    __slots__ = ("closing", "hub", "queue", "task", "warned", "websocket")
 
     def __init__(self, hub: Hub, websocket: WebSocket) -> None:
         self.hub = hub
         self.websocket = websocket
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[tuple[bytes, bytes]] = deque()
         self.task: asyncio.Task[None] | None = None
         self.closing = False
         self.warned = False
 
-    def put(self, payload: bytes) -> bool:
-        """Queue ``payload``; ``False`` if the connection is closed or being closed for overflow."""
-        if self.closing or self.websocket.closed:
+    def put(self, frame: bytes, payload: bytes) -> bool:
+        """Queue one message (``frame`` framed in advance); ``False`` if the connection is closed or closing."""
+        link = self.websocket.link
+        if self.closing or link.state != OPEN:
             return False
         hub = self.hub
         queue = self.queue
@@ -86,7 +91,7 @@ class Outbox:
                     self.websocket.client_ip,
                     hub.queue_size,
                 )
-        queue.append(payload)
+        queue.append((frame, payload))
         hub.stats.queued += 1
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.run())
@@ -103,34 +108,31 @@ class Outbox:
             self.hub.queue_size,
             OVERFLOW_CLOSE_CODE,
         )
-        self.hub.spawn(self.websocket.close(OVERFLOW_CLOSE_CODE, "outgoing queue full"))
+        self.websocket.close_soon(OVERFLOW_CLOSE_CODE, "outgoing queue full")
 
     async def run(self) -> None:
-        """Write the queued frames in order until the queue is empty.
-
-        Frames the connection's direct path takes (``WebSocket.link``) go out
-        together in one socket write; the first one it cannot take now goes
-        through ``send()``, which waits while the client is slow to read.
-        """
+        """Write the queued frames in order, waiting while the client is slow to read, until none is left."""
         queue = self.queue
-        connection: Any = self.websocket.connection
         link = self.websocket.link
         stats = self.hub.stats
         try:
-            while queue:  # frames queued while this task waits are sent by it too
-                if link is not None:
-                    stats.delivered += link.write_all(queue)
-                if queue:  # the first frame the direct path cannot take now: send() waits for the client
-                    await connection.send(queue.popleft(), text=True)
+            while queue:
+                drained = link.drain()
+                if drained is not None:
+                    await asyncio.shield(drained)
+                if link.state != OPEN:
+                    queue.clear()
+                    break
+                link.cork()  # what piled up goes out in one socket write
+                while queue and not link.paused:
+                    frame, payload = queue.popleft()
+                    link.write_frame(frame, payload)
                     stats.delivered += 1
-                elif connection.paused:
-                    await connection.drain()
-        except Exception as exc:
-            queue.clear()
-            if not self.websocket.closed:
-                logger.warning("broadcast to %s failed: %r", self.websocket.client_ip, exc)
+                link.uncork()
         finally:
             self.task = None
+            if not queue:
+                self.hub.outboxes.pop(self.websocket, None)
 
 
 class Hub:
@@ -143,10 +145,6 @@ class Hub:
         queue_size: int = 256,
         overflow: OverflowPolicy = "close",
     ) -> None:
-        if queue_size < 1:
-            raise ValueError(f"outgoing_queue_size must be at least 1, not {queue_size}")
-        if overflow not in ("close", "drop_oldest"):
-            raise ValueError(f'outgoing_overflow must be "close" or "drop_oldest", not {overflow!r}')
         self.server = server
         self.backend = backend
         self.queue_size = queue_size
@@ -156,7 +154,6 @@ class Hub:
         self.rooms: dict[str, set[WebSocket]] = {}
         self.outboxes: dict[WebSocket, Outbox] = {}
         self.dispatchers: list[Dispatcher] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -176,12 +173,6 @@ class Hub:
         if not self.dispatchers and self._started:
             self._started = False
             await self.backend.stop()
-
-    def spawn(self, coroutine: object) -> None:
-        """Run a background coroutine, keeping a reference until it ends."""
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- rooms -------------------------------------------------------------
 
@@ -234,11 +225,11 @@ class Hub:
         room: str | None = None,
         exclude: WebSocket | Iterable[WebSocket] | None = None,
     ) -> int:
-        """Encode ``data`` once, queue it for local recipients, publish it to the other servers.
+        """Encode ``data`` once (``bytes`` are sent as they are), send it to local recipients, publish it.
 
-        Returns the number of local connections it was queued for.
+        Returns the number of local connections it was written or queued for.
         """
-        payload = encode_json(data)
+        payload = encoded(data)
         stats = self.stats
         stats.broadcasts += 1
         stats.encodes += 1
@@ -249,9 +240,9 @@ class Hub:
             excluded = {exclude}
         else:
             excluded = set(exclude)
-        queued = self.deliver(room, payload, excluded)
+        sent = self.deliver(room, payload, excluded)
         await self.backend.publish(room, payload)
-        return queued
+        return sent
 
     def receive(self, room: str | None, payload: bytes) -> None:
         """The backend's callback: another server's publication."""
@@ -259,7 +250,7 @@ class Hub:
         self.deliver(room, payload, None)
 
     def deliver(self, room: str | None, payload: bytes, exclude: set[WebSocket] | None) -> int:
-        """Queue ``payload`` for the local connections of ``room`` (or all of them)."""
+        """Send ``payload`` to the local connections of ``room`` (or all of them): written now where possible."""
         targets: Iterable[WebSocket]
         if room is None:
             if len(self.dispatchers) == 1:
@@ -271,16 +262,37 @@ class Hub:
             if not members:
                 return 0
             targets = members
+        frame = text_frame(payload)
         outboxes = self.outboxes
-        queued = 0
+        sent = written = 0
         for websocket in list(targets):
             if exclude is not None and websocket in exclude:
                 continue
             outbox = outboxes.get(websocket)
             if outbox is None:
-                if websocket.closed:
+                link = websocket.link
+                if link.state != OPEN:
+                    continue
+                if not link.paused:
+                    link.write_frame(frame, payload)
+                    written += 1
                     continue
                 outbox = outboxes[websocket] = Outbox(self, websocket)
-            if outbox.put(payload):
-                queued += 1
-        return queued
+            if outbox.put(frame, payload):
+                sent += 1
+        stats = self.stats
+        stats.queued += written
+        stats.delivered += written
+        return sent + written
+
+
+def encoded(data: object) -> bytes:
+    """The JSON text a broadcast sends: ``data`` encoded, or ``bytes`` as they are (checked to be UTF-8)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        payload = bytes(data)
+        try:
+            payload.decode()
+        except UnicodeDecodeError:
+            raise ValueError("a broadcast payload given as bytes must be UTF-8 (encoded JSON)") from None
+        return payload
+    return encode_json(data)

@@ -1,7 +1,8 @@
-"""The direct read/write path and corked replies, over real sockets, on both transports.
+"""The shared connection core (``aiows.transports.core``) over real sockets, on both transports.
 
-``websockets`` connections get theirs from ``aiows.fastpath.DirectLink``;
-``transport="picows"`` connections (``aiows.picows_transport``) are their own.
+Pipelined frames (several in one socket write, sent with ``tests.rawclient``)
+are answered in order, their replies corked into few writes; frames of every
+length arrive whole; invalid UTF-8 and unanswered pings close the connection.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from aiows import ChatMessage, Router, WebSocket, WebSocketServer
-from aiows.fastpath import DirectLink
 from aiows.testing import TestClient
 
+from rawclient import TEXT, RawClient, client_frame
 
-def raw_echo_server() -> WebSocketServer:
+
+def raw_echo_server(**options: Any) -> WebSocketServer:
     """Answers every frame with its kind and content, in the frame's own type."""
     router = Router()
 
@@ -29,7 +30,7 @@ def raw_echo_server() -> WebSocketServer:
         else:
             await websocket.send_bytes(b"binary:" + data)
 
-    server = WebSocketServer()
+    server = WebSocketServer(**options)
     server.include_router(router)
     return server
 
@@ -54,12 +55,12 @@ async def test_pipelined_text_binary_and_fragmented_frames_keep_order_and_type()
 
 
 @pytest.mark.usefixtures("transport")
-async def test_json_messages_pipelined_are_answered_in_order_on_the_direct_path() -> None:
+async def test_json_messages_pipelined_are_answered_in_order() -> None:
     router = Router()
 
     @router.message("chat")
     async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
-        await websocket.send_json({"text": message.text, "direct": websocket.link is not None})
+        await websocket.send_json({"text": message.text})
 
     server = WebSocketServer()
     server.include_router(router)
@@ -68,7 +69,6 @@ async def test_json_messages_pipelined_are_answered_in_order_on_the_direct_path(
             await ws.send_json({"type": "chat", "text": str(n), "user_id": 1})
         replies: list[dict[str, Any]] = [await ws.receive_json() for _ in range(200)]
     assert [reply["text"] for reply in replies] == [str(n) for n in range(200)]
-    assert all(reply["direct"] is True for reply in replies)
 
 
 @pytest.mark.usefixtures("transport")
@@ -79,8 +79,7 @@ async def test_write_answers_not_now_once_the_connection_is_closed() -> None:
     @router.raw()
     async def close_then_try(websocket: WebSocket, data: str | bytes) -> None:
         await websocket.close(1000, "done")
-        assert websocket.link is not None
-        seen["write"] = websocket.link.write("late", True)
+        seen["write"] = websocket.link.write(b"late", True)
 
     server = WebSocketServer()
     server.include_router(router)
@@ -88,11 +87,6 @@ async def test_write_answers_not_now_once_the_connection_is_closed() -> None:
         await ws.send("hello")
         await ws.wait_closed()
     assert seen == {"write": False}
-
-
-def test_only_websockets_connections_take_the_direct_path() -> None:
-    assert DirectLink.attach(object()) is None
-    assert DirectLink.attach(None) is None
 
 
 @pytest.mark.usefixtures("transport")
@@ -108,10 +102,8 @@ async def test_a_handler_that_waits_does_not_hold_back_replies_corked_before_it(
 
     server = WebSocketServer()
     server.include_router(router)
-    async with TestClient(server) as client, connect(client.url()) as ws:
-        for text in ("first", "second", "wait", "last"):  # one socket write: the server reads them together
-            ws.protocol.send_text(text.encode())
-        ws.send_data()
+    async with TestClient(server) as client, RawClient(client.url()) as ws:
+        ws.send_texts("first", "second", "wait", "last")  # one socket write: the server reads them together
         # "second" is answered while "wait" and "last" are queued (corked), then "wait" blocks.
         assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)] == ["done:first", "done:second"]
         released.set()
@@ -131,14 +123,12 @@ async def test_replies_held_while_corked_go_out_before_the_close_frame() -> None
 
     server = WebSocketServer()
     server.include_router(router)
-    async with TestClient(server) as client, connect(client.url()) as ws:
-        for text in ("a", "b", "close"):  # one socket write: "a" and "b" are answered while corked
-            ws.protocol.send_text(text.encode())
-        ws.send_data()
+    async with TestClient(server) as client, RawClient(client.url()) as ws:
+        ws.send_texts("a", "b", "close")  # one socket write: "a" and "b" are answered while corked
         replies = []
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionError):
             for _ in range(3):
-                replies.append(await asyncio.wait_for(ws.recv(), 5))
+                replies.append(await ws.recv())
         assert replies == ["done:a", "done:b"]
         assert ws.close_code == 4000
 
@@ -147,14 +137,12 @@ async def test_replies_held_while_corked_go_out_before_the_close_frame() -> None
 async def test_pipelined_replies_of_every_frame_length_and_compressed_ones_arrive_whole() -> None:
     sizes = [0, 1, 125, 126, 65535, 65536, 200_000]  # 2-, 4- and 10-byte frame headers
     for compression in (None, "deflate"):
-        server = raw_echo_server()
-        server.compression = compression
+        server = raw_echo_server(compression=compression)
         async with TestClient(server) as client:
             async with connect(client.url(), compression=compression, max_size=None) as ws:
-                for n, size in enumerate(sizes * 2):
+                for n, size in enumerate(sizes * 2):  # sent back to back, before any reply is read
                     payload = bytes([n]) * size
-                    ws.protocol.send_binary(payload) if n % 2 else ws.protocol.send_text(payload)
-                ws.send_data()
+                    await (ws.send(payload) if n % 2 else ws.send(payload.decode()))
                 replies = [await asyncio.wait_for(ws.recv(), 5) for _ in range(len(sizes) * 2)]
         expected = [
             b"binary:" + bytes([n]) * size if n % 2 else "text:" + (bytes([n]) * size).decode()
@@ -165,13 +153,11 @@ async def test_pipelined_replies_of_every_frame_length_and_compressed_ones_arriv
 
 @pytest.mark.usefixtures("transport")
 async def test_invalid_utf8_in_a_pipelined_text_frame_closes_1007_after_the_earlier_replies() -> None:
-    async with TestClient(raw_echo_server()) as client, connect(client.url()) as ws:
-        ws.protocol.send_text(b"fine")
-        ws.protocol.send_text(b"\xff\xfe")  # not UTF-8: read by the direct path, failed by recv()
-        ws.send_data()
-        assert await asyncio.wait_for(ws.recv(), 5) == "text:fine"
-        with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 5)
+    async with TestClient(raw_echo_server()) as client, RawClient(client.url()) as ws:
+        ws.send_raw(client_frame(TEXT, b"fine"), client_frame(TEXT, b"\xff\xfe"))  # the second is not UTF-8
+        assert await ws.recv() == "text:fine"
+        with pytest.raises(ConnectionError):
+            await ws.recv()
         assert ws.close_code == 1007
 
 
@@ -221,14 +207,11 @@ async def test_many_pipelining_clients_get_every_reply_once_in_order() -> None:
             await websocket.send_text(f"{client} {n} again")
 
     async def converse(url: str, client: int, count: int) -> list[str]:
-        async with connect(url) as ws:
-            for n in range(count):
-                ws.protocol.send_text(f"{client} {n}".encode())
-                if n % 50 == 49:
-                    ws.send_data()  # bursts of 50 frames per socket write
-            ws.send_data()
+        async with RawClient(url) as ws:
+            for start in range(0, count, 50):  # bursts of 50 frames per socket write
+                ws.send_texts(*(f"{client} {n}" for n in range(start, min(start + 50, count))))
             expected = sum(2 if n % 11 == 0 else 1 for n in range(count))
-            return [str(await asyncio.wait_for(ws.recv(), 10)) for _ in range(expected)]
+            return [str(await ws.recv(10)) for _ in range(expected)]
 
     server = WebSocketServer()
     server.include_router(router)

@@ -1,0 +1,80 @@
+"""``ServerOptions``: every ``WebSocketServer`` option in one frozen object, checked once.
+
+``WebSocketServer(**options)`` builds one (``server.options``); the
+front-ends, the dispatcher and the broadcast hub read it instead of keeping
+defaults of their own. The README's "Server options" section documents each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["LOOPS", "TRANSPORTS", "DEFAULT_MAX_MESSAGE_SIZE", "ServerOptions"]
+
+#: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
+DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+#: The ``transport=`` choices: the library that parses frames (``aiows.transports``).
+TRANSPORTS = ("websockets", "picows")
+
+#: The ``loop=`` choices of ``run()``.
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """The options of one ``WebSocketServer``; see the README's "Server options" for each."""
+
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    compression: str | None = None
+    open_timeout: float | None = 10.0
+    close_timeout: float | None = 10.0
+    idle_timeout: float | None = None
+    send_timeout: float | None = None
+    max_queue: int | None = 16
+    max_concurrent_handlers: int = 1
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    max_connections_per_ip_per_minute: int | None = None
+    origins: tuple[str, ...] | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    health_path: str | None = "/healthz"
+    shutdown_grace: float = 10.0
+    outgoing_queue_size: int = 256
+    outgoing_overflow: Literal["close", "drop_oldest"] = "close"
+    transport: str = "websockets"
+    loop: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.compression not in (None, "deflate"):
+            raise ValueError(f'compression must be None or "deflate", not {self.compression!r}')
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f'transport must be "websockets" or "picows", not {self.transport!r}')
+        if self.loop not in LOOPS:
+            raise ValueError(f'loop must be "auto", "asyncio" or "uvloop", not {self.loop!r}')
+        if self.transport == "picows" and (
+            self.max_connections_per_ip is not None or self.max_connections_per_ip_per_minute is not None
+        ):
+            raise ValueError(
+                "max_connections_per_ip and max_connections_per_ip_per_minute need the client address during "
+                'the handshake, which transport="picows" does not provide: use transport="websockets"'
+            )
+        if self.max_concurrent_handlers < 1:
+            raise ValueError("max_concurrent_handlers must be at least 1")
+        if self.outgoing_queue_size < 1:
+            raise ValueError(f"outgoing_queue_size must be at least 1, not {self.outgoing_queue_size}")
+        if self.outgoing_overflow not in ("close", "drop_oldest"):
+            raise ValueError(f'outgoing_overflow must be "close" or "drop_oldest", not {self.outgoing_overflow!r}')
+        for name in ("max_message_size", "max_queue", "max_connections", "max_connections_per_ip"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for no limit), not {value}")
+
+    def replace(self, **changes: object) -> ServerOptions:
+        """A copy with ``changes`` applied (checked again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+

@@ -1,0 +1,543 @@
+"""What every socket front-end shares, written once: ``SocketLink``.
+
+A front-end parses frames with its library and calls the link's ``data()``,
+``pong()``, ``close_received()`` and ``connection_lost()``; the link does the
+rest on the asyncio transport the library reads from:
+
+- **message assembly**: fragments joined, size and fragment-count limits,
+  whole messages queued for ``take()`` / ``receive()`` (UTF-8 of text is
+  checked by whoever decodes it: orjson does it for free on the JSON path);
+- **writes**: server frames are framed here and written to the socket;
+  while the link is *corked* they are held and go out in one write;
+- **flow control**: reading pauses while ``max_queue`` messages wait, or
+  while the client reads too slowly (the transport's write buffer is above its
+  high-water mark), so neither queued messages nor answers to its pings (pongs)
+  grow without bound; with ``send_timeout`` such a client is closed;
+- **keepalive** pings, the **closing handshake** and its timeout.
+
+Corking: frames written while the front-end is delivering one read's worth of
+frames (between ``cork()`` and ``uncork()``) or while more messages are
+queued behind the one being handled go out together, at the latest on the
+event loop's next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Final, Protocol
+
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+from ..exceptions import ConnectionError
+from ..options import ServerOptions
+from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Link, Receiver
+
+__all__ = ["Front", "LinkLimits", "SocketLink", "Wire", "binary_frame", "frame_header", "text_frame", "valid_close_code"]
+
+#: Frames held back at most before they are written anyway.
+MAX_HELD: Final = 64
+
+#: A fragmented message may have ``max(FRAGMENTS_FLOOR, max_message_size // FRAGMENT_AVERAGE)`` fragments.
+FRAGMENTS_FLOOR: Final = 4096
+FRAGMENT_AVERAGE: Final = 64
+
+_TEXT_HEADERS: Final = tuple(bytes((0x81, size)) for size in range(126))
+_BINARY_HEADERS: Final = tuple(bytes((0x82, size)) for size in range(126))
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether an endpoint may send ``code`` in a close frame (RFC 6455 7.4; 1012-1014 from IANA's registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def frame_header(first: int, size: int) -> bytes:
+    """The header of an unmasked (server) frame: ``first`` is FIN + RSV + opcode."""
+    if size < 126:
+        return bytes((first, size))
+    if size < 65536:
+        return bytes((first, 126)) + size.to_bytes(2, "big")
+    return bytes((first, 127)) + size.to_bytes(8, "big")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, uncompressed text frame."""
+    size = len(payload)
+    if size < 126:
+        return _TEXT_HEADERS[size] + payload
+    return frame_header(0x81, size) + payload
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, uncompressed binary frame."""
+    size = len(payload)
+    if size < 126:
+        return _BINARY_HEADERS[size] + payload
+    return frame_header(0x82, size) + payload
+
+
+class Wire(Protocol):
+    """What a link asks of its front-end: the frames its library must write itself."""
+
+    def send_close(self, code: int, reason: str) -> None:
+        """Write a close frame (the library tracks the closing handshake)."""
+
+    def send_ping(self, data: bytes) -> None:
+        """Write a ping frame."""
+
+    def fail(self, code: int, reason: str) -> None:
+        """Write a close frame if none was sent, then close the TCP connection."""
+
+    def encode(self, payload: bytes, text: bool) -> bytes:
+        """``payload`` as a compressed frame (only called when ``compressed``)."""
+
+
+class LinkLimits:
+    """The server options a link applies, read once per server."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        max_message_size = options.max_message_size
+        self.max_message_size = max_message_size or 0
+        self.max_fragments = (
+            max(FRAGMENTS_FLOOR, max_message_size // FRAGMENT_AVERAGE) if max_message_size else 1 << 24
+        )
+        self.max_queue = options.max_queue or 0
+        self.ping_interval = options.ping_interval
+        self.ping_timeout = options.ping_timeout
+        self.close_timeout = options.close_timeout
+        self.send_timeout = options.send_timeout
+
+
+class Front:
+    """What every connection of one listening server shares."""
+
+    def __init__(self, gate: Gate, options: ServerOptions) -> None:
+        self.gate = gate
+        self.limits = LinkLimits(options)
+        self.max_size = options.max_message_size
+        self.compression = options.compression
+        self.open_timeout = options.open_timeout
+        #: Connections whose handshake has not completed (aborted when the server stops).
+        self.handshakes: set[Any] = set()
+
+    def extensions(self) -> list[ServerExtensionFactory]:
+        if self.compression != "deflate":
+            return []
+        # websockets' own defaults for compression="deflate"
+        return [
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+            )
+        ]
+
+    def abort_handshakes(self) -> None:
+        for connection in list(self.handshakes):
+            connection.abort()
+
+
+class SocketLink(Link):
+    """A connection on an asyncio transport whose frames a front-end library parses."""
+
+    def __init__(
+        self,
+        transport: Any,
+        wire: Wire,
+        limits: LinkLimits,
+        request: HandshakeRequest,
+        remote_address: Any,
+        compressed: bool = False,
+    ) -> None:
+        self.transport = transport
+        self.wire = wire
+        self.limits = limits
+        self.request = request
+        self.remote_address = remote_address
+        self.compressed = compressed
+        self.loop = asyncio.get_running_loop()
+        self.receiver: Receiver | None = None
+        self.state = CONNECTING
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        # incoming: a FIFO of whole messages (a list and a head index: an empty deque costs 600 bytes)
+        self.queue: list[tuple[bool, bytes]] = []
+        self.head = 0
+        self.received = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.fragments: bytearray | None = None
+        self.fragments_text = False
+        self.fragment_count = 0
+        self.discarding = False
+        self.queue_full = False
+        # outgoing
+        self.pending: list[bytes] = []
+        self.batching = False
+        self.backlog = False
+        self.flush_scheduled = False
+        self.paused = False
+        self.drained: asyncio.Future[None] | None = None
+        self.reading_paused = False
+        # timers and the end
+        self.ping_data: bytes | None = None
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.stall_timer: asyncio.TimerHandle | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.closed: asyncio.Future[None] | None = None
+
+    # -- called by the front-end ------------------------------------------
+
+    def opened(self) -> None:
+        """The handshake completed: the connection is open (starts keepalive pings)."""
+        self.state = OPEN
+        self._schedule_ping()
+
+    def cork(self) -> None:
+        self.batching = True
+
+    def uncork(self) -> None:
+        self.batching = False
+        if self.pending and not self.backlog:
+            self.flush()
+
+    def data(self, kind: int, fin: bool, payload: bytes) -> None:
+        """A data frame: ``kind`` 1 text, 2 binary, 0 continuation."""
+        if self.state != OPEN:
+            return
+        fragments = self.fragments
+        if kind:
+            if fragments is not None:
+                self.fail(1002, "expected a continuation frame")
+            elif fin:
+                self._deliver(kind == 1, payload)
+            else:
+                self.fragments = bytearray(payload)
+                self.fragments_text = kind == 1
+                self.fragment_count = 1
+            return
+        if fragments is None:
+            self.fail(1002, "unexpected continuation frame")
+            return
+        limits = self.limits
+        self.fragment_count += 1
+        if self.fragment_count > limits.max_fragments:
+            self.fail(1009, "too many fragments")
+            return
+        fragments += payload
+        if limits.max_message_size and len(fragments) > limits.max_message_size:
+            self.fail(1009, "message too big")
+            return
+        if fin:
+            self.fragments = None
+            self._deliver(self.fragments_text, bytes(fragments))
+
+    def pong(self, data: bytes) -> None:
+        """A pong frame: the answer to the keepalive ping, if it carries its data."""
+        if self.ping_data is not None and data == self.ping_data:
+            self.ping_data = None
+            if self.ping_timer is not None:
+                self.ping_timer.cancel()
+            self._schedule_ping()
+
+    def close_received(self, code: int | None, reason: str | None) -> None:
+        """The peer's close frame (the front-end answers it); what is held goes out before the answer."""
+        self.close_code = code
+        self.close_reason = reason
+        if self.state == OPEN:
+            self.flush()
+            self.state = CLOSING
+            self._wake_receiver()
+            self._arm_close_timer()
+
+    def pause_writing(self) -> None:
+        """The transport's write buffer is above its high-water mark: the client reads too slowly."""
+        self.paused = True
+        self._update_reading()
+        timeout = self.limits.send_timeout
+        if timeout is not None and self.stall_timer is None:
+            self.stall_timer = self.loop.call_later(timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        """The write buffer drained below its low-water mark."""
+        self.paused = False
+        if self.stall_timer is not None:
+            self.stall_timer.cancel()
+            self.stall_timer = None
+        self._update_reading()
+        drained = self.drained
+        if drained is not None:
+            self.drained = None
+            if not drained.done():
+                drained.set_result(None)
+
+    def connection_lost(self) -> None:
+        """The TCP connection is closed: wake every waiter, tell the receiver."""
+        self.state = CLOSED
+        self.pending.clear()
+        self.fragments = None
+        for timer in (self.ping_timer, self.stall_timer, self.close_timer):
+            if timer is not None:
+                timer.cancel()
+        self.ping_timer = self.stall_timer = self.close_timer = None
+        self._wake_receiver()
+        drained = self.drained
+        self.drained = None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
+        receiver = self.receiver
+        if receiver is not None:
+            receiver.closed(self)
+
+    # -- incoming, for aiows ------------------------------------------------
+
+    def _deliver(self, text: bool, payload: bytes) -> None:
+        if self.discarding:
+            return
+        self.received += 1
+        queue = self.queue
+        queue.append((text, payload))
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.receiver is not None:
+            self.receiver.message(self)
+        limit = self.limits.max_queue
+        if limit and not self.queue_full and len(queue) - self.head >= limit:
+            self.queue_full = True
+            self._update_reading()
+
+    def take(self) -> tuple[bool, bytes] | None:
+        queue = self.queue
+        head = self.head
+        size = len(queue)
+        if head >= size:
+            self.backlog = False
+            return None
+        item = queue[head]
+        head += 1
+        if head == size:
+            queue.clear()
+            head = 0
+            self.backlog = False
+        else:
+            self.backlog = True
+            if head >= 64 and head * 2 >= size:
+                del queue[:head]
+                head = 0
+        self.head = head
+        if self.queue_full and len(queue) - head <= self.limits.max_queue // 4:
+            self.queue_full = False
+            self._update_reading()
+        return item
+
+    async def receive(self) -> tuple[bool, bytes]:
+        while True:
+            item = self.take()
+            if item is not None:
+                return item
+            if self.state != OPEN:
+                raise ConnectionError("connection closed", self.close_code)
+            if self.waiter is not None:
+                raise RuntimeError("another coroutine is already waiting for the next message")
+            waiter = self.waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
+
+    def discard_incoming(self) -> None:
+        self.discarding = True
+        self.queue.clear()
+        self.head = 0
+        self.backlog = False
+        if self.queue_full:
+            self.queue_full = False
+            self._update_reading()
+
+    def _wake_receiver(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _update_reading(self) -> None:
+        """Read from the socket unless messages pile up or the client does not read what it gets."""
+        paused = self.queue_full or self.paused
+        if paused == self.reading_paused or self.state == CLOSED:
+            return
+        self.reading_paused = paused
+        try:
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+        except (AttributeError, RuntimeError):  # the transport is closing
+            pass
+
+    # -- outgoing ---------------------------------------------------------
+
+    def write(self, payload: bytes, text: bool) -> bool:
+        if self.state != OPEN:
+            return False
+        if self.compressed:
+            self._out(self.wire.encode(payload, text))
+        elif text:
+            self._out(text_frame(payload))
+        else:
+            self._out(binary_frame(payload))
+        return True
+
+    def write_frame(self, frame: bytes, payload: bytes) -> bool:
+        if self.state != OPEN:
+            return False
+        self._out(self.wire.encode(payload, True) if self.compressed else frame)
+        return True
+
+    def _out(self, data: bytes) -> None:
+        pending = self.pending
+        if self.batching or self.backlog:
+            pending.append(data)
+            if len(pending) >= MAX_HELD:
+                self.flush()
+            elif not self.batching and not self.flush_scheduled:
+                self.flush_scheduled = True  # a handler that awaits something never holds back earlier replies
+                self.loop.call_soon(self._scheduled_flush)
+        elif pending:
+            pending.append(data)
+            self.flush()
+        else:
+            self.transport.write(data)
+
+    def _scheduled_flush(self) -> None:
+        self.flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        pending = self.pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if self.state != CLOSED:
+            self.transport.write(data)
+
+    def drain(self) -> asyncio.Future[None] | None:
+        if not self.paused or self.state == CLOSED:
+            return None
+        if self.drained is None:
+            self.drained = self.loop.create_future()
+        return self.drained
+
+    # -- closing ----------------------------------------------------------
+
+    def fail(self, code: int, reason: str) -> None:
+        if self.state == CLOSED:
+            return
+        if self.state == OPEN:
+            self.flush()
+        self.state = CLOSING
+        self.fragments = None
+        self._wake_receiver()
+        self.wire.fail(code, reason)
+        self._arm_close_timer()
+
+    def close_soon(self, code: int = 1000, reason: str = "") -> None:
+        if not valid_close_code(code):
+            raise ValueError(f"{code} is not a close code an endpoint may send")
+        if self.state != OPEN:
+            return
+        self.flush()
+        self.wire.send_close(code, reason)
+        self.closing()
+
+    def closing(self) -> None:
+        """The closing handshake started (a close frame was sent, or the TCP connection is being closed)."""
+        if self.state == OPEN:
+            self.state = CLOSING
+            self._wake_receiver()
+        if self.state == CLOSING:
+            self._arm_close_timer()
+
+    def abort(self) -> None:
+        if self.state != CLOSED:
+            self.transport.abort()
+
+    def closed_future(self) -> asyncio.Future[None]:
+        if self.closed is None:
+            self.closed = self.loop.create_future()
+            if self.state == CLOSED:
+                self.closed.set_result(None)
+        return self.closed
+
+    def _arm_close_timer(self) -> None:
+        timeout = self.limits.close_timeout
+        if timeout is not None and self.close_timer is None:
+            self.close_timer = self.loop.call_later(timeout, self.abort)
+
+    def _stalled(self) -> None:
+        """The client has not read for ``send_timeout`` seconds: close it (1013, "try again later")."""
+        self.stall_timer = None
+        if self.paused and self.state == OPEN:
+            self.close_soon(1013, "send timeout")
+
+    # -- keepalive --------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        interval = self.limits.ping_interval
+        if interval is not None and self.state == OPEN:
+            self.ping_timer = self.loop.call_later(interval, self._ping)
+
+    def _ping(self) -> None:
+        self.ping_timer = None
+        if self.state != OPEN:
+            return
+        data = os.urandom(4)
+        self.ping_data = data
+        self.wire.send_ping(data)
+        timeout = self.limits.ping_timeout
+        if timeout is not None:
+            self.ping_timer = self.loop.call_later(timeout, self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        self.ping_timer = None
+        if self.state == OPEN and self.ping_data is not None:
+            self.fail(1011, "keepalive ping timeout")
+
+    # -- the ``websockets``-style connection API (``websocket.connection``) -----
+
+    async def recv(self, decode: bool | None = None) -> str | bytes:
+        """The next message: ``str`` for text frames (unless ``decode=False``), ``bytes`` for binary."""
+        text, payload = await self.receive()
+        if decode or (decode is None and text):
+            try:
+                return payload.decode()
+            except UnicodeDecodeError:
+                self.fail(1007, "invalid UTF-8")
+                raise ConnectionError("connection closed: invalid UTF-8", 1007) from None
+        return payload
+
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
+        """Send ``message`` as one frame (text for ``str`` unless ``text=False``), then wait while ``paused``."""
+        if isinstance(message, str):
+            sent = self.write(message.encode(), text is not False)
+        else:
+            sent = self.write(bytes(message), bool(text))
+        if not sent:
+            raise ConnectionError("connection closed", self.close_code)
+        drained = self.drain()
+        if drained is not None:
+            await drained
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason`` and wait until the connection is closed."""
+        self.close_soon(code, reason)
+        await self.closed_future()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await self.closed_future()
