@@ -1,6 +1,6 @@
 """End-to-end load benchmark: each server in its own process, driven from another process.
 
-    python benchmarks/load.py            # the full run (about 7 minutes with every row installed)
+    python benchmarks/load.py            # the full run (about 7 minutes with every row installed, 3 rounds)
     python benchmarks/load.py --quick    # under a minute: a smoke run, not a measurement
 
 The traffic: 50 connections, each with 1, 2 or 8 requests in flight (three
@@ -22,12 +22,13 @@ and a fresh client process (this file with ``--client``) measures, in order:
 
 The client uses picows on uvloop when installed (a cheap client keeps the server the
 bottleneck), else ``websockets``. While it measures throughput it does not copy or parse
-replies (they were checked before), and it answers the replies that arrived in one read
-with one write of as many requests (at 1 in flight, one request per write). Rows whose packages are missing are skipped with a note.
-Each row runs on the event loop it names (the server reports the loop it really ran on);
-ratios are by CPU per message against the raw ``websockets`` echo on the same loop (and,
-for the picows rows, against the raw picows native echo), at the same window; higher is
-better. The issue's targets are printed at the end, computed from the run.
+replies (they were checked before), and it answers the replies that arrived in one read with
+one write of as many requests (at 1 in flight, one request per write). Rows whose packages
+are missing are skipped with a note. Each row runs on the event loop it names (the server
+reports the loop it really ran on); ratios are by CPU per message against the raw
+``websockets`` echo on the same loop (and, for the picows rows, against the raw picows
+native echo), at the same window; higher is better. The issue's targets are printed at the
+end, computed from the run.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class Settings:
 
 
 FULL = Settings(idle=2000, round_trips=6000, warmup=0.5, duration=2.0, max_messages=1_000_000)
-QUICK = Settings(idle=50, round_trips=150, warmup=0.1, duration=0.3, max_messages=20_000)
+QUICK = Settings(idle=50, round_trips=150, warmup=0.05, duration=0.2, max_messages=20_000)
 
 
 # ---------------------------------------------------------------- the client process
