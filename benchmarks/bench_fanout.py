@@ -1,22 +1,37 @@
-"""Fan-out: one message to a room of 1,000 connections, in deliveries per second.
+"""Fan-out: one broadcast at a time to a room of 1,000 connections, on uvloop.
 
-    python benchmarks/bench_fanout.py [--clients 1000] [--messages 20] [--rounds 3]
+    python benchmarks/bench_fanout.py            # 6 rows x 3 rounds: a few minutes (6 on a busy 2-core machine)
+    python benchmarks/bench_fanout.py --quick    # about 20 s: 100 connections, a smoke run, not a measurement
+    python benchmarks/bench_fanout.py --burst    # the older shape: rounds of 20 broadcasts back to back, deliveries/s
 
-Measures, over real loopback sockets:
+Every row is a server in its own process, on uvloop, with 1,000 connections in
+one room, held by a client process (this file with ``--client``). A broadcast
+is one ~100-byte JSON text frame to all of them:
 
-- aiows with the in-memory backend: ``server.broadcast(data, room=...)``;
-- aiows with the Redis backend (when ``redis-server`` is on PATH; one is started
-  on a free port): a server with no connections publishes, a second server
-  holding the 1,000 connections receives through Redis and fans out;
-- python-socketio (when ``python-socketio`` and ``aiohttp`` are installed):
-  ``sio.emit(..., room=...)`` to a room of the same size, on aiohttp.
+- ``websockets.broadcast(connections, message)`` from a plain websockets server: the reference (1.00x);
+- a plain picows server looping ``transport.send(...)`` over its connections;
+- aiows ``server.broadcast(data, room=...)``, default transport, and ``transport="picows"``;
+- aiows with ``RedisBackend`` (when ``redis-server`` is on PATH: one is started on a free loopback
+  port): one server holds no connections and broadcasts, a second one in the same process holds
+  the 1,000 connections and fans out what it receives through Redis;
+- python-socketio on aiohttp, ``sio.emit(..., room=...)`` (when python-socketio and aiohttp are installed).
 
-The clients run in a child process (this script with ``--client``): raw
-sockets that do the handshake, then only count the frames that carry the
-benchmark's marker, so the client side costs little. A round is timed from the
-first broadcast until the child has counted every delivery. The encode count
-is how many times the payload was serialized (aiows: ``broadcast_stats.encodes``;
-python-socketio: calls to its ``json.dumps``).
+How a broadcast is triggered, the same for every row: this process writes
+``go`` to the server process's stdin (a pipe its event loop reads, with the
+same code in every row); the server reads the monotonic clock, then calls the
+row's broadcast, then writes that time back. The client process counts the
+frames and writes the monotonic time at which it has counted all 1,000 (the
+clock is the machine's, shared by processes). The next ``go`` is sent only
+then: one broadcast at a time. Reported per row:
+
+- server CPU µs per delivery: the server process's CPU time (user + system, from /proc) over all
+  the measured broadcasts, divided by the deliveries; for the Redis row, redis-server's own CPU
+  is shown apart;
+- p50 / p99 reach time: from the broadcast call until the client has counted all deliveries of it
+  (200 broadcasts per row and round after 20 of warm-up, at most 30 s; medians over 3 rounds).
+
+The client is cheap on purpose (picows on uvloop when installed, else raw sockets that only frame and
+count), and its CPU per delivery is shown: if it approaches the server's, reach times are the client's.
 """
 
 from __future__ import annotations
@@ -24,66 +39,348 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import importlib
-import json
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
 import os
+import platform
+import select
 import shutil
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
 
-from aiows import COMPILED, BaseMessage, Router, WebSocket, WebSocketServer
+import orjson
+
+from aiows import BaseMessage, Router, WebSocket, WebSocketServer
 from aiows.broadcast import RedisBackend
 
+HERE = Path(__file__).resolve().parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 ROOM = "bench"
-#: ``--paced``: one message at a time, as in a chat, rather than back-to-back bursts.
-PACED = "--paced" in sys.argv
+#: Every broadcast frame carries it; the client counts the frames that do.
 MARKER = b"fanout"
+TEXT = "the same line for everyone in the room"
+#: The join message every client sends once connected (aiows routes it; the other servers ignore it).
+JOIN = b'{"type":"join","room":"bench"}'
 
-# -- the child: raw WebSocket clients that count marker frames ------------------
+
+def payload(n: int, stamp: int) -> dict[str, Any]:
+    """The broadcast message (about 100 bytes as JSON)."""
+    return {"type": "fanout", "n": n, "t": stamp, "text": TEXT}
 
 
-def masked_text_frame(payload: bytes) -> bytes:
-    """A client text frame (mask key 0: the payload goes as is)."""
-    assert len(payload) < 126
-    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    needs: tuple[str, ...] = ()
+    redis: bool = False
+    path: str = "/"
+    hello: bytes = JOIN
+
+
+ROWS = [
+    Row("websockets", "websockets.broadcast() (plain websockets server)"),
+    Row("picows", "picows: transport.send() in a loop", ("picows",)),
+    Row("aiows", "aiows server.broadcast(), default transport"),
+    Row("aiows-picows", 'aiows server.broadcast(), transport="picows"', ("picows",)),
+    Row("aiows-redis", "aiows + RedisBackend (publisher -> fan-out server)", ("redis",), redis=True),
+    Row(
+        "socketio", "python-socketio sio.emit(room=) (aiohttp)", ("socketio", "aiohttp"),
+        path="/socket.io/?EIO=4&transport=websocket", hello=b"40",
+    ),  # fmt: skip
+]
+ROW_BY_KEY = {row.key: row for row in ROWS}
+REFERENCE = "websockets"
+
+
+@dataclass(frozen=True)
+class Settings:
+    clients: int
+    broadcasts: int  # measured broadcasts per round (paced), or rounds of a burst (--burst)
+    warmup: int
+    max_seconds: float  # per row and round, for the measured broadcasts (or bursts)
+    burst: int = 1  # broadcasts per "go"
+
+
+FULL = Settings(clients=1000, broadcasts=200, warmup=20, max_seconds=30.0)
+QUICK = Settings(clients=100, broadcasts=30, warmup=5, max_seconds=5.0)
+
+
+def raise_file_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+# ---------------------------------------------------------------- the server process
+
+
+async def commands(broadcast: Callable[[int, int], Awaitable[None]], members: Callable[[], Awaitable[int]]) -> None:
+    """Serve the orchestrator's commands from stdin: ``members``, and ``go K`` (K broadcasts back to back)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    n = 0
+    while line := await reader.readline():
+        command = line.split()
+        if command[0] == b"go":
+            stamp = time.monotonic_ns()
+            for _ in range(int(command[1])):
+                n += 1
+                await broadcast(n, stamp)
+            sys.stdout.write(f"t0 {stamp}\n")
+        elif command[0] == b"members":
+            sys.stdout.write(f"members {await members()}\n")
+        sys.stdout.flush()
+
+
+def announce(port: int) -> None:
+    print(f"PORT {port}", flush=True)
+
+
+async def serve_websockets() -> None:
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    connections: set[ServerConnection] = set()
+
+    async def handler(websocket: ServerConnection) -> None:
+        connections.add(websocket)
+        try:
+            async for _ in websocket:
+                pass
+        finally:
+            connections.discard(websocket)
+
+    async def send(n: int, stamp: int) -> None:
+        broadcast(connections, orjson.dumps(payload(n, stamp)).decode())
+
+    async def members() -> int:
+        return len(connections)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+        announce(server.sockets[0].getsockname()[1])
+        await commands(send, members)
+
+
+async def serve_picows() -> None:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server  # type: ignore[import-not-found,unused-ignore]
+
+    transports: set[WSTransport] = set()
+
+    class Listener(WSListener):  # type: ignore[misc,unused-ignore]
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            transports.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            transports.discard(transport)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+    async def send(n: int, stamp: int) -> None:
+        data = orjson.dumps(payload(n, stamp))
+        for transport in transports:
+            transport.send(WSMsgType.TEXT, data)
+
+    async def members() -> int:
+        return len(transports)
+
+    server = await ws_create_server(lambda request: Listener(), "127.0.0.1", 0)
+    announce(server.sockets[0].getsockname()[1])
+    await commands(send, members)
+
+
+class Join(BaseMessage):
+    room: str
+
+
+def aiows_app(transport: str, backend: RedisBackend | None) -> WebSocketServer:
+    """An aiows server whose clients join the room with their first message; no pings, as in every row."""
+    router = Router()
+
+    @router.message("join")
+    async def on_join(websocket: WebSocket, message: Join) -> None:
+        await websocket.join(message.room)
+
+    server = WebSocketServer(broadcast=backend, ping_interval=None, transport=transport)
+    server.include_router(router)
+    return server
+
+
+async def serve_aiows(transport: str, redis_url: str | None) -> None:
+    backends = [RedisBackend(redis_url), RedisBackend(redis_url)] if redis_url else []
+    receiver = aiows_app(transport, backends[0] if backends else None)
+    # With Redis: a second server that holds no connections and only publishes.
+    sender = aiows_app(transport, backends[1]) if backends else receiver
+
+    async def send(n: int, stamp: int) -> None:
+        await sender.broadcast(payload(n, stamp), room=ROOM)
+
+    async def members() -> int:
+        if not all(backend.connected for backend in backends):
+            return 0
+        # The fan-out server's own count. (Counted from the publisher through Redis, it sometimes stayed
+        # short after a burst of joins: each join writes its count to Redis, and the writes can land out of
+        # order over the connection pool.) The warm-up broadcasts check the path through Redis.
+        return await receiver.room_members(ROOM)
+
+    async with receiver.serve("127.0.0.1", 0) as running:
+        if sender is receiver:
+            announce(running.port)
+            await commands(send, members)
+            return
+        async with sender.serve("127.0.0.1", 0):
+            announce(running.port)
+            await commands(send, members)
+
+
+async def serve_socketio() -> None:
+    import socketio  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from aiohttp import web
+
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    joined: set[str] = set()
+
+    async def connect(sid: str, environ: Any) -> None:
+        await sio.enter_room(sid, ROOM)
+        joined.add(sid)
+
+    async def disconnect(sid: str, *args: Any) -> None:
+        joined.discard(sid)
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
+    application = web.Application()
+    sio.attach(application)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, sock)
+    await site.start()
+
+    async def send(n: int, stamp: int) -> None:
+        await sio.emit("fanout", payload(n, stamp), room=ROOM)
+
+    async def members() -> int:
+        return len(joined)
+
+    announce(sock.getsockname()[1])
+    await commands(send, members)
+    await runner.cleanup()
+
+
+def server_main(kind: str, redis_url: str | None) -> None:
+    import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+    raise_file_limit()
+    servers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "websockets": serve_websockets,
+        "picows": serve_picows,
+        "aiows": lambda: serve_aiows("websockets", None),
+        "aiows-picows": lambda: serve_aiows("picows", None),
+        "aiows-redis": lambda: serve_aiows("websockets", redis_url),
+        "socketio": serve_socketio,
+    }
+    uvloop.run(servers[kind]())
+
+
+# ---------------------------------------------------------------- the client process
 
 
 class Counter:
-    """Counts marker frames across every connection; prints ``done`` at ``target``."""
+    """Counts broadcast frames over every connection; writes ``done <monotonic ns>`` at each ``step``."""
 
-    def __init__(self) -> None:
+    def __init__(self, step: int) -> None:
         self.count = 0
-        self.target = -1
+        self.step = step
+        self.target = step
 
-    def add(self, n: int) -> None:
-        self.count += n
+    def add(self) -> None:
+        self.count += 1
         if self.count == self.target:
-            print("done", flush=True)
+            self.target += self.step
+            sys.stdout.write(f"done {time.monotonic_ns()}\n")
+            sys.stdout.flush()
 
 
-async def client(host: str, port: int, path: str, hello: bytes, counter: Counter, ready: asyncio.Event) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    buffer = await reader.readuntil(b"\r\n\r\n")
-    assert buffer.startswith(b"HTTP/1.1 101"), buffer
-    writer.write(masked_text_frame(hello))
-    ready.set()
-    buffer = b""
-    while True:
-        chunk = await reader.read(65536)
-        if not chunk:
-            return
-        buffer += chunk
-        found = 0
+def masked_text_frame(data: bytes) -> bytes:
+    """A client text frame (mask key 0: the payload goes as is)."""
+    assert len(data) < 126
+    return bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data
+
+
+async def open_picows(url: str, hello: bytes, counter: Counter) -> Any:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect  # type: ignore[import-not-found,unused-ignore]
+
+    class Listener(WSListener):  # type: ignore[misc,unused-ignore]
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            transport.send(WSMsgType.TEXT, hello)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            data = frame.get_payload_as_bytes()
+            if MARKER in data:
+                counter.add()
+            elif data == b"2":  # an engine.io ping (python-socketio)
+                transport.send(WSMsgType.TEXT, b"3")
+
+    transport, _ = await ws_connect(Listener, url)
+    return transport
+
+
+class RawClient(asyncio.Protocol):
+    """The fallback client without picows: a handshake, then frames parsed only as far as counting needs."""
+
+    def __init__(self, host: str, port: int, path: str, hello: bytes, counter: Counter) -> None:
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.hello = hello
+        self.counter = counter
+        self.buffer = b""
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, without the subclass
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        buffer = self.buffer + data
+        if not self.upgraded.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.upgraded.set_exception(RuntimeError(buffer[:200].decode(errors="replace")))
+                return
+            self.upgraded.set_result(None)
+            self.transport.write(masked_text_frame(self.hello))
+            buffer = buffer[end + 4 :]
         offset = 0
         while len(buffer) - offset >= 2:
             length = buffer[offset + 1] & 0x7F
@@ -101,200 +398,108 @@ async def client(host: str, port: int, path: str, hello: bytes, counter: Counter
             end = start + length
             if end > len(buffer):
                 break
-            if MARKER in buffer[start:end]:
-                found += 1
+            frame = buffer[start:end]
+            if MARKER in frame:
+                self.counter.add()
+            elif frame == b"2":  # an engine.io ping (python-socketio)
+                self.transport.write(masked_text_frame(b"3"))
             offset = end
-        buffer = buffer[offset:]
-        if found:
-            counter.add(found)
+        self.buffer = buffer[offset:]
 
 
-async def run_clients(host: str, port: int, path: str, hello: str, clients: int) -> None:
-    counter = Counter()
-    tasks = []
-    for _ in range(clients):
-        ready = asyncio.Event()
-        tasks.append(asyncio.create_task(client(host, port, path, hello.encode(), counter, ready)))
-        await ready.wait()
-    print("ready", flush=True)
+async def open_raw(host: str, port: int, path: str, hello: bytes, counter: Counter) -> asyncio.Transport:
     loop = asyncio.get_running_loop()
-    while True:  # the parent writes the number of deliveries to expect, one line per round
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            break
-        counter.target = counter.count + int(line)
-    for task in tasks:
-        task.cancel()
+    transport, protocol = await loop.create_connection(lambda: RawClient(host, port, path, hello, counter), host, port)
+    await protocol.upgraded
+    return transport
 
 
-# -- the parent: servers and timing ----------------------------------------------
+async def run_clients(port: int, path: str, hello: bytes, clients: int, step: int) -> None:
+    """Open ``clients`` connections, write ``ready``, count; stop when stdin closes."""
+    counter = Counter(step)
+    use_picows = importlib.util.find_spec("picows") is not None
+    connections: list[Any] = []
+
+    async def connect() -> Any:
+        if use_picows:
+            return await open_picows(f"ws://127.0.0.1:{port}{path}", hello, counter)
+        return await open_raw("127.0.0.1", port, path, hello, counter)
+
+    for start in range(0, clients, 50):
+        connections += await asyncio.gather(*(connect() for _ in range(min(50, clients - start))))
+    print(f"ready {'picows' if use_picows else 'raw'}", flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.read()  # until the orchestrator closes stdin
+    for connection in connections:
+        if use_picows:
+            connection.disconnect()
+        else:
+            connection.close()
 
 
-class Clients:
-    """The child process holding the client connections."""
+def client_main(port: int, path: str, hello: bytes, clients: int, step: int) -> None:
+    import uvloop  # type: ignore[import-not-found,unused-ignore]
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls, port: int, path: str, hello: str, clients: int) -> Clients:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", str(port), path, hello, str(clients),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        self = cls(process)
-        assert await self.line() == "ready"
-        return self
-
-    async def line(self) -> str:
-        assert self.process.stdout is not None
-        return (await asyncio.wait_for(self.process.stdout.readline(), 120)).decode().strip()
-
-    async def expect(self, deliveries: int) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{deliveries}\n".encode())
-        await self.process.stdin.drain()
-
-    async def stop(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        await asyncio.wait_for(self.process.wait(), 30)
+    raise_file_limit()
+    uvloop.run(run_clients(port, path, hello, clients, step))
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > end:
-            raise TimeoutError("the benchmark setup did not settle")
-        await asyncio.sleep(0.05)
+# ---------------------------------------------------------------- the orchestrator
 
 
-async def timed_rounds(
-    clients: Clients, send: Callable[[int], Awaitable[None]], count: int, messages: int, rounds: int
-) -> tuple[float, float]:
-    """Of ``rounds`` rounds of ``messages`` broadcasts: the best rate in deliveries per second,
-    and the least server CPU time per delivery in microseconds (this process: servers, not clients)."""
-    best = 0.0
-    cpu = float("inf")
-    for _ in range(rounds):
-        await clients.expect(count * messages)
-        cpu_start = time.process_time()
-        start = time.perf_counter()
-        for n in range(messages):
-            await send(n)
-            if PACED:
-                await asyncio.sleep(0.001)  # let each message go out before the next
-        assert await clients.line() == "done"
-        best = max(best, count * messages / (time.perf_counter() - start))
-        cpu = min(cpu, (time.process_time() - cpu_start) * 1e6 / (count * messages))
-    return best, cpu
+class Child:
+    """A child process whose stdout is read line by line with a timeout."""
 
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(
+            command, cwd=HERE, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.stdin = self.process.stdin
+        self.fd = self.process.stdout.fileno()
+        self.buffer = b""
 
-class Join(BaseMessage):
-    room: str
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
+    def write(self, line: str) -> None:
+        self.stdin.write(line.encode() + b"\n")
+        self.stdin.flush()
 
-def bench_app(backend: RedisBackend | None) -> WebSocketServer:
-    router = Router()
+    def line(self, timeout: float) -> str | None:
+        """The next line, or None if none came within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise RuntimeError(f"child process {self.pid} exited (code {self.process.poll()})")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
 
-    @router.message("join")
-    async def on_join(websocket: WebSocket, message: Join) -> None:
-        await websocket.join(message.room)
+    def expect(self, prefix: str, timeout: float) -> str:
+        line = self.line(timeout)
+        if line is None or not line.startswith(prefix):
+            raise RuntimeError(f"expected {prefix!r} from process {self.pid}, got {line!r}")
+        return line[len(prefix) :].strip()
 
-    server = WebSocketServer(broadcast=backend, ping_interval=None, outgoing_queue_size=1024)
-    server.include_router(router)
-    return server
-
-
-PAYLOAD: dict[str, Any] = {"type": "fanout", "text": "the same line for everyone", "n": 0}
-JOIN = json.dumps({"type": "join", "room": ROOM})
-
-
-async def bench_aiows(count: int, messages: int, rounds: int, redis_url: str | None) -> tuple[float, float, int]:
-    receiver = bench_app(RedisBackend(redis_url) if redis_url else None)
-    sender = bench_app(RedisBackend(redis_url)) if redis_url else receiver
-    async with receiver.serve("127.0.0.1", 0) as running:
-        running_sender = sender.serve("127.0.0.1", 0) if sender is not receiver else None
-        if running_sender is not None:
-            await running_sender.start()
+    def stop(self) -> None:
+        """Close stdin (the client and servers stop by themselves), then kill whatever is still running."""
         try:
-            clients = await Clients.start(running.port, "/", JOIN, count)
-
-            async def settled() -> bool:
-                return await sender.room_members(ROOM) == count and all(
-                    not isinstance(app.hub.backend, RedisBackend) or app.hub.backend.connected
-                    for app in (sender, receiver)
-                )
-
-            await wait_until(settled)
-
-            async def send(n: int) -> None:
-                await sender.broadcast({**PAYLOAD, "n": n}, room=ROOM)
-
-            encodes = sender.broadcast_stats.encodes
-            rate, cpu = await timed_rounds(clients, send, count, messages, rounds)
-            await clients.stop()
-            return rate, cpu, sender.broadcast_stats.encodes - encodes
-        finally:
-            if running_sender is not None:
-                await running_sender.close()
-
-
-class CountingJson:
-    """python-socketio's ``json=`` module, counting ``dumps`` calls."""
-
-    dumps_calls = 0
-
-    @staticmethod
-    def dumps(*args: Any, **kwargs: Any) -> str:
-        CountingJson.dumps_calls += 1
-        return json.dumps(*args, **kwargs)
-
-    @staticmethod
-    def loads(*args: Any, **kwargs: Any) -> Any:
-        return json.loads(*args, **kwargs)
-
-
-async def bench_socketio(count: int, messages: int, rounds: int) -> tuple[float, float, int] | None:
-    try:
-        socketio: Any = importlib.import_module("socketio")
-        web: Any = importlib.import_module("aiohttp.web")
-    except ImportError:
-        return None
-    sio = socketio.AsyncServer(async_mode="aiohttp", json=CountingJson)
-    members: set[str] = set()
-
-    async def connect(sid: str, environ: Any) -> None:
-        await sio.enter_room(sid, ROOM)
-        members.add(sid)
-
-    sio.on("connect", connect)
-    app = web.Application()
-    sio.attach(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        clients = await Clients.start(port, "/socket.io/?EIO=4&transport=websocket", "40", count)
-
-        async def settled() -> bool:
-            return len(members) == count
-
-        await wait_until(settled)
-
-        async def send(n: int) -> None:
-            await sio.emit("fanout", {**PAYLOAD, "n": n}, room=ROOM)
-
-        encodes = CountingJson.dumps_calls
-        rate, cpu = await timed_rounds(clients, send, count, messages, rounds)
-        await clients.stop()
-        return rate, cpu, CountingJson.dumps_calls - encodes
-    finally:
-        await runner.cleanup()
+            self.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
 
 
 class RedisServer:
@@ -332,34 +537,259 @@ class RedisServer:
         self.directory.cleanup()
 
 
-async def main(count: int, messages: int, rounds: int) -> None:
-    pacing = "1 ms apart" if PACED else "back to back"
-    print(f"fan-out of {messages} messages ({pacing}) to a room of {count} connections, best of {rounds} rounds")
-    print(f"aiows compiled={COMPILED}")
-    print(f"{'server':<38} {'deliveries/s':>12} {'CPU us/delivery':>16} {'encodes':>8}  (of {messages * rounds} broadcasts)")
-    row = "{:<38} {:>12,.0f} {:>16.1f} {:>8}"
-    print(row.format("aiows, in-memory", *await bench_aiows(count, messages, rounds, None)))
-    with RedisServer() as redis:
-        if redis.url is None:
-            print(f"{'aiows, Redis':<38} skipped: no redis-server on PATH")
-        else:
-            print(row.format("aiows, Redis (publisher -> receiver)", *await bench_aiows(count, messages, rounds, redis.url)))
-    result = await bench_socketio(count, messages, rounds)
-    if result is None:
-        print(f"{'python-socketio':<38} skipped: python-socketio or aiohttp not installed")
+def measure(row: Row, settings: Settings, redis: RedisServer) -> dict[str, Any]:
+    """One round of one row: a fresh server and client process."""
+    command = [sys.executable, str(HERE / "bench_fanout.py"), "--server", row.key]
+    if row.redis:
+        assert redis.url is not None
+        command += ["--redis", redis.url]
+    server = Child(command)
+    client: Child | None = None
+    try:
+        port = int(server.expect("PORT", 60))
+        step = settings.clients * settings.burst
+        client = Child([
+            sys.executable, str(HERE / "bench_fanout.py"), "--client", str(port), row.path, row.hello.decode(),
+            str(settings.clients), str(step),
+        ])  # fmt: skip
+        client_kind = client.expect("ready", 180)
+        deadline = time.monotonic() + 60
+        while True:  # every connection in the room (and, with Redis, both servers connected to it)
+            server.write("members")
+            members = int(server.expect("members", 10))
+            if members == settings.clients:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the room did not fill: {members} members of {settings.clients}")
+            time.sleep(0.05)
+
+        def go() -> int:
+            server.write(f"go {settings.burst}")
+            return int(server.expect("t0", 30))
+
+        # Warm-up; a broadcast that reaches no one (a Redis subscription not yet active) is sent again.
+        for _ in range(settings.warmup):
+            for _attempt in range(20 if row.redis else 1):
+                go()
+                if client.line(2.0 if row.redis else 30.0) is not None:
+                    break
+            else:
+                raise RuntimeError("warm-up broadcasts did not arrive")
+        time.sleep(0.2)
+        if client.line(0.3) is not None:
+            raise RuntimeError("a warm-up broadcast arrived late: the count is off")
+
+        reach: list[float] = []
+        cpu = process_cpu(server.pid)
+        client_cpu = process_cpu(client.pid)
+        redis_cpu = process_cpu(redis.process.pid) if row.redis and redis.process else 0.0
+        ends = time.monotonic() + settings.max_seconds
+        while len(reach) < settings.broadcasts and time.monotonic() < ends:
+            started = go()
+            done = client.line(30)
+            if done is None or not done.startswith("done"):
+                raise RuntimeError(f"broadcast {len(reach) + 1} did not reach every client: {done!r}")
+            reach.append((int(done.split()[1]) - started) / 1e6)
+        deliveries = len(reach) * step
+        cpu = process_cpu(server.pid) - cpu
+        client_cpu = process_cpu(client.pid) - client_cpu
+        redis_cpu = (process_cpu(redis.process.pid) if row.redis and redis.process else 0.0) - redis_cpu
+        ordered = sorted(reach)
+        return {
+            "client": client_kind,
+            "broadcasts": len(reach),
+            "cpu_us": cpu / deliveries * 1e6,
+            "client_cpu_us": client_cpu / deliveries * 1e6,
+            "redis_cpu_us": redis_cpu / deliveries * 1e6,
+            "p50_ms": ordered[len(ordered) // 2],
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "rate": deliveries / (sum(reach) / 1e3),
+        }
+    finally:
+        if client is not None:
+            client.stop()
+        server.stop()
+
+
+def missing(row: Row, redis: RedisServer) -> list[str]:
+    absent = [name for name in row.needs if importlib.util.find_spec(name) is None]
+    if row.redis and redis.url is None:
+        absent.append("redis-server")
+    return absent
+
+
+def version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="seconds: 100 connections, 30 broadcasts, one round")
+    parser.add_argument("--burst", action="store_true", help="20 broadcasts back to back per round (deliveries/s)")
+    parser.add_argument("--clients", type=int, help="connections in the room (default 1,000; 100 quick)")
+    parser.add_argument("--broadcasts", type=int, help="measured broadcasts per row and round (default 200)")
+    parser.add_argument("--repeat", type=int, help="rounds over all rows; figures are medians (default 3; 1 quick)")
+    parser.add_argument(
+        "--only", help="comma-separated rows (the websockets reference is always run): " + ", ".join(ROW_BY_KEY)
+    )
+    parser.add_argument("--client", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    parser.add_argument("--server", help=argparse.SUPPRESS)
+    parser.add_argument("--redis", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        port, path, hello, clients, step = args.client
+        client_main(int(port), path, hello.encode(), int(clients), int(step))
+        return
+    if args.server:
+        server_main(args.server, args.redis)
+        return
+    if importlib.util.find_spec("uvloop") is None:
+        raise SystemExit("bench_fanout.py runs every row on uvloop: pip install uvloop")
+
+    import aiows
+
+    began = time.perf_counter()
+    settings = QUICK if args.quick else FULL
+    if args.burst:
+        settings = dataclasses.replace(settings, burst=20, broadcasts=3 if args.quick else 10, warmup=2)
+    if args.clients:
+        settings = dataclasses.replace(settings, clients=args.clients)
+    if args.broadcasts:
+        settings = dataclasses.replace(settings, broadcasts=args.broadcasts)
+    repeat = args.repeat or (1 if args.quick else 3)
+    rows = ROWS
+    if args.only:
+        names = set(args.only.split(",")) | {REFERENCE}
+        if names - set(ROW_BY_KEY):
+            raise SystemExit(f"--only: unknown rows {', '.join(sorted(names - set(ROW_BY_KEY)))}")
+        rows = [row for row in ROWS if row.key in names]
+    print(
+        f"# {datetime.date.today()} | {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()} | "
+        f"Python {platform.python_version()} | aiows {aiows.__version__} "
+        f"({'compiled' if aiows.COMPILED else 'not compiled'}), websockets {version('websockets')}, "
+        f"picows {version('picows')}, uvloop {version('uvloop')}, orjson {version('orjson')}, "
+        f"redis-py {version('redis')}, python-socketio {version('python-socketio')}, aiohttp {version('aiohttp')}"
+    )
+    size = len(orjson.dumps(payload(1, time.monotonic_ns())))
+    if args.burst:
+        shape = (
+            f"{settings.broadcasts} rounds of {settings.burst} broadcasts back to back (one 'go' each) to "
+            f"{settings.clients} connections in one room; 'reach' is a whole round's"
+        )
     else:
-        print(row.format("python-socketio (aiohttp)", *result))
+        shape = (
+            f"one broadcast at a time to {settings.clients} connections in one room, {settings.broadcasts} measured "
+            f"(after {settings.warmup} warm-up; at most {settings.max_seconds:g} s)"
+        )
+    print(
+        f"# traffic: {shape}; ~{size}-byte JSON text frame; every server on uvloop, in its own process; "
+        f"trigger: 'go' on the server's stdin, clock read just before the broadcast call; median of {repeat} "
+        f"round(s){' [--quick: a smoke run, not a measurement]' if args.quick else ''}",
+        flush=True,
+    )
+    notes: list[str] = []
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with RedisServer() as redis:
+        for round_ in range(repeat):
+            for row in rows:
+                absent = missing(row, redis)
+                if absent:
+                    if round_ == 0:
+                        notes.append(f"skipped {row.label}: {', '.join(absent)} not installed")
+                    continue
+                try:
+                    result = measure(row, settings, redis)
+                except Exception as exc:
+                    notes.append(f"failed {row.key}: {exc}")
+                    continue
+                runs.setdefault(row.key, []).append(result)
+                print(f"# round {round_ + 1}/{repeat}: {row.key}", file=sys.stderr, flush=True)
+    results = {key: median_result(values) for key, values in runs.items()}
+    print_table(results, args.burst)
+    if any(result["broadcasts"] < settings.broadcasts for result in results.values()):
+        notes.append(f"some rows hit the {settings.max_seconds:g} s bound before {settings.broadcasts} broadcasts")
+    if {result["client"] for result in results.values()} == {"raw"}:
+        notes.append("client: raw sockets (install picows for a cheaper client)")
+    client_bound = [key for key, result in results.items() if result["client_cpu_us"] >= result["cpu_us"]]
+    if client_bound:
+        notes.append(
+            f"the client used as much CPU per delivery as the server, or more, for {', '.join(client_bound)}: "
+            "their reach times are partly the client's (CPU per delivery is the server's alone)"
+        )
+    for note in notes:
+        print(f"# {note}")
+    if args.burst:
+        print("# targets: not printed for --burst (they are for one broadcast at a time, the default)")
+    else:
+        print_targets(results, settings.clients)
+    print(f"# took {time.perf_counter() - began:.0f} s")
+    if any(note.startswith("failed") for note in notes):
+        raise SystemExit(1)
+
+
+def median_result(values: list[dict[str, Any]]) -> dict[str, Any]:
+    result = dict(values[0])
+    for key in ("cpu_us", "client_cpu_us", "redis_cpu_us", "p50_ms", "p99_ms", "rate", "broadcasts"):
+        result[key] = statistics.median(value[key] for value in values)
+    return result
+
+
+def print_table(results: dict[str, dict[str, Any]], burst: bool) -> None:
+    reference = results.get(REFERENCE)
+    header = [
+        "server (uvloop)", "CPU µs/delivery", "vs websockets.broadcast() (CPU)", "p50 reach ms", "p99 reach ms",
+        "deliveries/s" if burst else "deliveries/s (while reaching)", "client CPU µs/delivery", "broadcasts",
+    ]  # fmt: skip
+    lines = []
+    for key, result in results.items():
+        ratio = f"{result['cpu_us'] / reference['cpu_us']:.2f}x" if reference else "-"
+        cpu = f"{result['cpu_us']:.2f}"
+        if result["redis_cpu_us"]:
+            cpu += f" (+{result['redis_cpu_us']:.2f} redis-server)"
+        lines.append([
+            ROW_BY_KEY[key].label, cpu, ratio, f"{result['p50_ms']:.2f}", f"{result['p99_ms']:.2f}",
+            f"{result['rate']:,.0f}", f"{result['client_cpu_us']:.2f}", f"{result['broadcasts']:.0f}",
+        ])  # fmt: skip
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+
+    def render(cells: list[str]) -> str:
+        padded = [
+            cell.rjust(width) if index else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    print(render(header))
+    print("|" + "|".join("-" * (width + 1) + ("-" if index == 0 else ":") for index, width in enumerate(widths)) + "|")
+    for line in lines:
+        print(render(line), flush=True)
+
+
+def print_targets(results: dict[str, dict[str, Any]], clients: int) -> None:
+    """The issue's targets, from this run's figures."""
+    reference = results.get(REFERENCE)
+    print(
+        f"# targets (one broadcast at a time to {clients} connections in one room, uvloop; CPU ratio = the row's "
+        "µs/delivery / websockets.broadcast()'s, lower is better):"
+    )
+    for key, target in (("aiows", 1.0), ("aiows-picows", 0.6)):
+        claim = f"{ROW_BY_KEY[key].label}: CPU per delivery <= {target:g}x"
+        if key in results and reference:
+            ratio = results[key]["cpu_us"] / reference["cpu_us"]
+            print(f"#   {claim}: {ratio:.2f}x  {'met' if ratio <= target else 'missed'}")
+        else:
+            print(f"#   {claim}: n/a (a row was not run)")
+    for key in ("aiows", "aiows-picows"):
+        claim = f"{ROW_BY_KEY[key].label}: p99 reach <= websockets.broadcast()'s"
+        if key in results and reference:
+            row_p99, base_p99 = results[key]["p99_ms"], reference["p99_ms"]
+            print(f"#   {claim}: {row_p99:.2f} vs {base_p99:.2f} ms  {'met' if row_p99 <= base_p99 else 'missed'}")
+        else:
+            print(f"#   {claim}: n/a (a row was not run)")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        _, _, client_port, client_path, client_hello, client_count = sys.argv
-        asyncio.run(run_clients("127.0.0.1", int(client_port), client_path, client_hello, int(client_count)))
-        sys.exit(0)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--paced", action="store_true", help="sleep 1 ms after each broadcast")
-    options = parser.parse_args()
-    asyncio.run(main(options.clients, options.messages, options.rounds))
+    main()

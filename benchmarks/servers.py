@@ -1,11 +1,12 @@
 """The servers ``load.py`` measures, one per process: ``python benchmarks/servers.py KIND``.
 
-Each binds 127.0.0.1 on a free port, prints ``PORT <n>`` and serves until
-killed. Every kind does the same work for a ``{"type": "chat", ...}`` request:
-route it by type, validate it into ``ChatMessage``, answer with one JSON
-frame (the raw echo servers only send the frame back: they are the ceiling).
-Transport settings are the same everywhere (no compression, 1 MiB frames,
-pings every 20 s) unless a row says it uses a framework's defaults.
+Each binds 127.0.0.1 on a free port, prints ``PORT <n> LOOP <asyncio|uvloop>``
+(the event loop it really runs on) once it serves, and serves until killed.
+Every kind does the same work for a ``{"type": "chat", ...}`` request: route
+it by type, validate it into ``ChatMessage``, answer with one JSON frame (the
+raw echo servers only send the frame back: they are the ceiling). Transport
+settings are the same everywhere (no compression, 1 MiB frames, pings every
+20 s) unless a row says it uses a framework's defaults.
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ except ImportError:  # the FastAPI row is skipped
 __all__ = ["KINDS", "main"]
 
 
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the event loop this code runs on."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
 def announce(port: int) -> None:
-    print(f"PORT {port}", flush=True)
+    print(f"PORT {port} LOOP {loop_name()}", flush=True)
 
 
 def run(coroutine: Coroutine[Any, Any, None], loop: str) -> None:
@@ -51,19 +57,6 @@ async def raw_echo() -> None:
             await websocket.send(message)
 
     async with serve(echo, "127.0.0.1", 0, compression=None) as server:
-        announce(server.sockets[0].getsockname()[1])
-        await asyncio.Future()
-
-
-async def raw_picows_echo() -> None:
-    """Raw ``picows.websockets`` (the same asyncio API): every frame straight back."""
-    from picows.websockets.asyncio.server import serve as picows_serve  # type: ignore[import-not-found,unused-ignore]
-
-    async def echo(websocket: Any) -> None:
-        async for message in websocket:
-            await websocket.send(message)
-
-    async with picows_serve(echo, "127.0.0.1", 0, compression=None) as server:
         announce(server.sockets[0].getsockname()[1])
         await asyncio.Future()
 
@@ -111,13 +104,32 @@ async def aiows_app(middlewares: int = 0, transport: str = "websockets") -> None
 
 
 def uvicorn_app(app: Any) -> None:
-    """Serve an ASGI app with uvicorn's defaults (its loop and WebSocket choices), quietly."""
+    """Serve an ASGI app with uvicorn's defaults (its loop and WebSocket choices), quietly.
+
+    The port is announced from the lifespan startup, on the loop uvicorn chose.
+    """
     import uvicorn  # type: ignore[import-not-found,unused-ignore]
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    announce(sock.getsockname()[1])
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    port = sock.getsockname()[1]
+
+    async def announcing(
+        scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                announce(port)
+                await send({"type": "lifespan.startup.complete"})
+            elif event["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    uvicorn.Server(uvicorn.Config(announcing, log_level="warning")).run(sockets=[sock])
 
 
 def fastapi_app() -> None:
@@ -166,7 +178,6 @@ KINDS: dict[str, Callable[[], None]] = {
     "aiows": lambda: run(aiows_app(), "asyncio"),
     "aiows-mw3": lambda: run(aiows_app(3), "asyncio"),
     "aiows-uvloop": lambda: run(aiows_app(), "uvloop"),
-    "raw-picows": lambda: run(raw_picows_echo(), "uvloop"),
     "raw-picows-native": lambda: run(raw_picows_native_echo(), "uvloop"),
     "aiows-picows": lambda: run(aiows_app(transport="picows"), "uvloop"),
     "aiows-picows-asyncio": lambda: run(aiows_app(transport="picows"), "asyncio"),
