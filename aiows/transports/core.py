@@ -36,6 +36,9 @@ from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Lin
 
 __all__ = ["Front", "LinkLimits", "SocketLink", "Wire", "binary_frame", "frame_header", "text_frame", "valid_close_code"]
 
+#: Bytes one socket read takes at most (asyncio's own figure).
+READ_BUFFER: Final = 256 * 1024
+
 #: Frames held back at most before they are written anyway.
 MAX_HELD: Final = 64
 
@@ -120,6 +123,9 @@ class Front:
         self.open_timeout = options.open_timeout
         #: Connections whose handshake has not completed (aborted when the server stops).
         self.handshakes: set[Any] = set()
+        #: What a buffered protocol's socket reads go into: one buffer for every connection (reads never overlap).
+        self.buffer = bytearray(READ_BUFFER)
+        self.view = memoryview(self.buffer)
 
     def extensions(self) -> list[ServerExtensionFactory]:
         if self.compression != "deflate":

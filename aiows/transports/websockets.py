@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from websockets.frames import Opcode
 from websockets.http11 import Request
@@ -36,8 +36,13 @@ _CLOSE: Final = Opcode.CLOSE
 LOGGER: Final = logging.getLogger("websockets.server")
 
 
-class WebsocketsProtocol:
-    """One TCP connection: the handshake, then frames to its ``SocketLink``; also the link's ``Wire``."""
+class WebsocketsProtocol(asyncio.BufferedProtocol):
+    """One TCP connection: the handshake, then frames to its ``SocketLink``; also the link's ``Wire``.
+
+    A buffered protocol: the event loop reads into one buffer shared by every
+    connection of the server (``Front.buffer``), instead of allocating a
+    256 KiB ``bytes`` for each read as plain asyncio protocols get.
+    """
 
     def __init__(self, front: Front) -> None:
         self.front = front
@@ -57,7 +62,13 @@ class WebsocketsProtocol:
         if timeout is not None:
             self.open_timer = asyncio.get_running_loop().call_later(timeout, self.abort)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.front.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.front.buffer[:nbytes])
+
+    def data_received(self, data: bytes | bytearray) -> None:
         protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -197,8 +208,5 @@ class WebsocketsProtocol:
 async def serve(gate: Gate, options: ServerOptions, host: str, port: int, **kwargs: Any) -> Listener:
     """Listen on ``host:port``; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``)."""
     front = Front(gate, options)
-    def factory() -> asyncio.BaseProtocol:
-        return cast(asyncio.BaseProtocol, WebsocketsProtocol(front))  # an asyncio protocol by its methods
-
-    server = await asyncio.get_running_loop().create_server(factory, host, port, **kwargs)
+    server = await asyncio.get_running_loop().create_server(lambda: WebsocketsProtocol(front), host, port, **kwargs)
     return Listener(server, front.abort_handshakes)
