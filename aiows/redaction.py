@@ -18,10 +18,12 @@ nothing when DEBUG is off.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import threading
 import traceback
+from urllib.parse import unquote_plus
 
 __all__ = [
     "REDACTED",
@@ -36,11 +38,37 @@ __all__ = [
 REDACTED = "[REDACTED]"
 
 #: Loggers that get a ``RedactingFilter``: a filter only sees records logged on its own logger.
-REDACTED_LOGGERS = ("aiows", "websockets.server", "websockets.client", "websockets")
+REDACTED_LOGGERS = ("aiows", "aiows.picows", "websockets.server", "websockets.client", "websockets")
+
+#: Names whose values are credentials, in a query string or a JSON object (compared decoded, lowercase).
+_TOKEN_KEY = re.compile(r"(?:access_|auth_|id_)?token")
+
+#: ``name=value`` in a query string: ``?token=...``, also spelled ``?%74oken=...`` (decoded before comparing).
+_QUERY_PAIR = re.compile(r"([?&;])([^=&;\s#'\"?]+)=([^&;\s#'\"]*)")
+
+#: ``"name": "value"`` in JSON, the value possibly cut short by a log preview; ``"\u0074oken"`` is ``"token"``.
+_JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*")((?:[^"\\]|\\.)*)')
+
+
+def _query_pair(match: re.Match[str]) -> str:
+    if _TOKEN_KEY.fullmatch(unquote_plus(match.group(2)).lower()):
+        return f"{match.group(1)}{match.group(2)}={REDACTED}"
+    return match.group(0)
+
+
+def _json_pair(match: re.Match[str]) -> str:
+    key = match.group(1)
+    if "\\" in key:
+        try:
+            key = json.loads(f'"{key}"')
+        except ValueError:
+            pass
+    if _TOKEN_KEY.fullmatch(key.lower()):
+        return f'"{match.group(1)}"{match.group(2)}{REDACTED}'
+    return match.group(0)
+
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # ?token=... / &access_token=... in a request line or URL
-    (re.compile(r"(?i)([?&;](?:access_|auth_|id_)?token=)[^&\s#'\"]*"), r"\1" + REDACTED),
     # credential headers, as websockets logs them ("< Authorization: Bearer x") or inline
     (
         re.compile(r"(?im)^([<>]?\s*(?:authorization|proxy-authorization|cookie|set-cookie)\s*:\s*).*$"),
@@ -48,8 +76,6 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?i)('|\")?(authorization|cookie)('|\")?(\s*[:=]\s*)('|\")[^'\"]*"), r"\1\2\3\4\5" + REDACTED),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
-    # a JSON "token" field (first-message auth), possibly cut short by a log preview
-    (re.compile(r"(?i)(\"(?:access_|auth_|id_)?token\"\s*:\s*\")(?:[^\"\\]|\\.)*"), r"\1" + REDACTED),
 )
 
 _secrets: set[str] = set()
@@ -66,6 +92,8 @@ def register_secret(secret: str | bytes) -> None:
 
 def redact(text: str) -> str:
     """``text`` with tokens, credential headers and registered secrets replaced by ``[REDACTED]``."""
+    text = _QUERY_PAIR.sub(_query_pair, text)
+    text = _JSON_PAIR.sub(_json_pair, text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     for secret in tuple(_secrets):

@@ -80,7 +80,10 @@ class RawClient:
         assert self.reader is not None
         try:
             while True:
-                data = await self.reader.read(65536)
+                try:
+                    data = await self.reader.read(65536)
+                except ConnectionError:  # reset by the server
+                    data = b""
                 if not data:
                     self.protocol.receive_eof()
                     break
@@ -102,7 +105,10 @@ class RawClient:
         assert self.writer is not None
         for data in self.protocol.data_to_send():
             if data and not self.writer.is_closing():
-                self.writer.write(data)
+                try:
+                    self.writer.write(data)
+                except ConnectionError:
+                    pass
 
     def send_raw(self, *frames: bytes) -> None:
         """Write ``frames`` (from ``client_frame``) in one socket write."""

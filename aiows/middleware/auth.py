@@ -120,7 +120,10 @@ class AuthMiddleware(BaseMiddleware):
         user_id = verify_token(token, self._secret)
         if user_id is not None or not self.allow_plain_tokens:
             return user_id
-        raw = token.encode()
+        try:
+            raw = token.encode()
+        except UnicodeEncodeError:  # a header byte that is not UTF-8 (kept as a lone surrogate): no secret has it
+            return None
         size = len(self._secret)
         if len(raw) <= size:
             return None
