@@ -257,7 +257,7 @@ async def serve_aiows(transport: str, redis_url: str | None) -> None:
 
 async def serve_socketio() -> None:
     import socketio  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    from aiohttp import web
+    from aiohttp import web  # type: ignore[import-not-found,unused-ignore]
 
     sio = socketio.AsyncServer(async_mode="aiohttp")
     joined: set[str] = set()
