@@ -10,6 +10,8 @@ import time
 
 import pytest
 from processes import free_port
+from rawclient import TEXT, RawClient, client_frame
+from server_process import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -158,3 +160,52 @@ server.run(host="127.0.0.1", port=int(sys.argv[1]))
             process.kill()
     assert process.stderr is not None
     assert b"Traceback" not in process.stderr.read()
+
+
+@pytest.mark.parametrize("reading", [True, False], ids=["clients-read", "clients-never-read"])
+@pytest.mark.parametrize("transport", ["websockets", "picows"])
+async def test_sigterm_under_load_runs_every_disconnect_handler_and_exits_in_time(transport: str, reading: bool) -> None:
+    """20 clients sending a message every 2 ms: shutdown does not wait on the frames they keep sending.
+
+    Clients that never read cannot get the close frame: they are dropped after ``close_timeout``.
+    """
+    if transport != "websockets":
+        pytest.importorskip(transport)
+    grace, close_timeout = 2.0, 1.0
+    async with ServerProcess(transport=transport, shutdown_grace=grace, close_timeout=close_timeout) as server:
+        clients = [await RawClient(server.url).__aenter__() for _ in range(20)]
+        if not reading:
+            for client in clients:
+                assert client.writer is not None
+                client.writer.transport.pause_reading()
+        sending = True
+
+        async def send_forever(client: RawClient, c: int) -> None:
+            n = 0
+            while sending and n < 5000:  # bounded: 10 s at most
+                if client.writer is None or client.writer.transport.get_write_buffer_size() > 2**20:
+                    break  # the server stopped reading this one (it does not read the replies)
+                client.send_raw(client_frame(TEXT, b'{"type": "echo", "c": %d, "n": %d}' % (c, n)))
+                n += 1
+                await asyncio.sleep(0.002)
+
+        senders = [asyncio.create_task(send_forever(client, c)) for c, client in enumerate(clients)]
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        assert await server.stop(timeout=grace + close_timeout + 10) == 0
+        took = time.monotonic() - started
+        sending = False
+        await asyncio.gather(*senders)
+        codes = [client.close_code for client in clients]
+        for client in clients:
+            await client.__aexit__(None, None, None)
+    print(f"\n{transport}: exited {took:.2f} s after SIGTERM; {server.stats}")
+    assert server.stats["disconnects"] == 20
+    assert server.stats["handled"] > 20
+    if reading:
+        assert codes == [1001] * 20
+        assert server.stats["reasons"] == {"1001 (server shutting down)": 20}
+    else:
+        assert server.stats["reasons"] == {"1006": 20}  # no close frame came back
+    assert took < grace + close_timeout + 1.0
+    assert b"Traceback" not in server.stderr
