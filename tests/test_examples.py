@@ -112,3 +112,18 @@ async def test_echo_example_echoes_every_frame_on_every_path_with_large_messages
         async with connect(f"ws://127.0.0.1:{echo_port}{path}", max_size=None) as ws:
             await ws.send(big)
             assert await asyncio.wait_for(ws.recv(), 20) == big
+
+
+@pytest.fixture
+def deflate_echo_port() -> Iterator[int]:
+    pytest.importorskip("picows")
+    yield from run_example("echo.py", "--transport", "picows", "--compression", "deflate")
+
+
+async def test_echo_example_flags_pick_the_transport_and_compression(deflate_echo_port: int) -> None:
+    async with connect(f"ws://127.0.0.1:{deflate_echo_port}/", compression="deflate") as ws:
+        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        await ws.send("text " * 1000)
+        assert await ws.recv() == "text " * 1000
+        await ws.send(b"\x00" * 5000)
+        assert await ws.recv() == b"\x00" * 5000
