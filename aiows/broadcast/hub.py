@@ -180,9 +180,12 @@ class Hub:
         """Add ``websocket`` to ``room`` (nothing happens if it is in it already)."""
         if not isinstance(room, str) or not room:
             raise ValueError(f"a room is a non-empty string, not {room!r}")
-        if room in websocket._rooms:
+        rooms = websocket._rooms
+        if rooms is None:
+            rooms = websocket._rooms = set()
+        elif room in rooms:
             return
-        websocket._rooms.add(room)
+        rooms.add(room)
         members = self.rooms.get(room)
         if members is None:
             members = self.rooms[room] = set()
@@ -191,9 +194,10 @@ class Hub:
 
     async def leave(self, websocket: WebSocket, room: str) -> None:
         """Remove ``websocket`` from ``room`` (nothing happens if it is not in it)."""
-        if room not in websocket._rooms:
+        rooms = websocket._rooms
+        if rooms is None or room not in rooms:
             return
-        websocket._rooms.discard(room)
+        rooms.discard(room)
         members = self.rooms.get(room)
         count = 0
         if members is not None:
@@ -206,7 +210,7 @@ class Hub:
     async def disconnected(self, websocket: WebSocket) -> None:
         """A connection ended: leave all its rooms and drop its queue. Never raises."""
         self.outboxes.pop(websocket, None)
-        for room in list(websocket._rooms):
+        for room in list(websocket._rooms or ()):
             try:
                 await self.leave(websocket, room)
             except Exception:

@@ -39,7 +39,8 @@ CLOSED: Final = 3
 class HandshakeRequest:
     """The HTTP request that opened a connection: ``path`` (with the query string) and ``headers``.
 
-    ``headers`` is the front-end library's case-insensitive mapping.
+    ``headers`` is the front-end library's own case-insensitive mapping (which
+    the library keeps for the connection's life anyway: no copy is made).
     """
 
     __slots__ = ("headers", "path")

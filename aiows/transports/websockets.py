@@ -129,7 +129,8 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
             self.open_timer.cancel()
             self.open_timer = None
         link = self.link = SocketLink(
-            self.transport, self, self.front.limits, handshake, self.peer, compressed=bool(protocol.extensions)
+            self.transport, self, self.front.limits, handshake, self.peer, compressed=bool(protocol.extensions),
+            keepalive=self.front.keepalive,
         )
         link.opened()
         self.front.gate.opened(link, self)
