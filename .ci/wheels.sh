@@ -4,6 +4,9 @@
 # aiows.COMPILED, and a real server answers a real client). The full test suite then runs, from the unpacked
 # sdist, against the wheels of the oldest and the newest Python.
 #
+# The oldest Python builds with the lowest build requirements and tests against the lowest versions of the
+# test and extras' packages that pyproject.toml allows (.ci/lowest-versions.txt); the newest, with the latest.
+#
 #   .ci/wheels.sh SDIST OUTDIR [PREBUILT_WHEEL...]
 #
 # A PREBUILT_WHEEL (e.g. the cp311 wheel `python -m build` made from the same sdist) is repaired and tested
@@ -29,6 +32,8 @@ sdist=$(realpath "$1")
 out=$(realpath -m "$2")
 shift 2
 prebuilt=("$@")
+ci=$(cd "$(dirname "$0")" && pwd)
+lowest="$ci/lowest-versions.txt"
 pyenv_root=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -64,8 +69,12 @@ for minor in "${PYTHONS[@]}"; do
   if [ -n "$built" ]; then
     echo "built by python -m build from the same sdist: $(basename "$built")"
   else
+    constraints=()
+    if [ "$minor" = "${PYTHONS[0]}" ]; then
+      constraints=(env "PIP_CONSTRAINT=$lowest")  # the lowest mypy, mypy_extensions and setuptools allowed
+    fi
     start=$SECONDS
-    nice -n 10 "$venv/bin/python" -m pip wheel -q --no-deps --wheel-dir "$work/built-$minor" "$sdist"
+    "${constraints[@]}" nice -n 10 "$venv/bin/python" -m pip wheel -q --no-deps --wheel-dir "$work/built-$minor" "$sdist"
     built=$(echo "$work/built-$minor"/*.whl)
     echo "built $(basename "$built") in $((SECONDS - start)) s"
   fi
@@ -90,11 +99,18 @@ for minor in "${PYTHONS[@]}"; do
   if [[ " ${SUITE_PYTHONS[*]} " == *" $minor "* ]]; then
     echo "== CPython $minor: the test suite against this wheel, from the unpacked sdist"
     options=()
-    "$venv/bin/pip" install -q "$wheel[test]"
-    if [ "$minor" = 3.10 ]; then
+    if [ "$minor" = "${PYTHONS[0]}" ]; then
+      "$venv/bin/pip" install -q -c "$lowest" "$wheel[test]"
+      echo "lowest versions: $(grep -v '^#' "$lowest" | tr '\n' ' ')"
       for test in "${DESELECT_3_10[@]}"; do options+=(--deselect "$test"); done
+    else
+      "$venv/bin/pip" install -q "$wheel[test]"
     fi
     (cd "$src" && AIOWS_EXPECT_COMPILED=1 "$venv/bin/pytest" -q -p no:cacheprovider "${options[@]}")
+    if [ "$minor" = "${PYTHONS[0]}" ]; then  # pytest-benchmark's lowest version, on the hot-path benchmarks
+      (cd "$src/benchmarks" && "$venv/bin/python" -m pytest test_hotpath.py -q -p no:cacheprovider \
+        --benchmark-max-time=0.05 --benchmark-min-rounds=20 | tail -n 1)
+    fi
   fi
 done
 

@@ -19,7 +19,7 @@ from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F401,F403  (the rest of the PEP 517 hooks)
 
 #: What mypyc needs to type-check and compile the hot-path modules.
-COMPILE_REQUIRES = ["mypy>=1.11", "websockets>=14", "pydantic>=2", "orjson>=3.11.6", "mypy_extensions>=1.0"]
+COMPILE_REQUIRES = ["mypy>=1.16", "websockets>=14", "pydantic>=2", "orjson>=3.11.6", "mypy_extensions>=1.0"]
 
 
 def _compile_requires() -> list[str]:
