@@ -26,8 +26,15 @@ COMPILED_MODULES = [
 ]
 
 ext_modules = []
+# The PEP 517 backend (_build/backend.py) sets AIOWS_USE_MYPYC=0 for the sdist: it ships sources only.
 if os.environ.get("AIOWS_USE_MYPYC", "1") != "0":
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        raise SystemExit(
+            "aiows: compiling needs mypy (a build requirement when building with pip or python -m build); "
+            "install it, or set AIOWS_USE_MYPYC=0 for the pure-Python build"
+        ) from None
 
     ext_modules = mypycify(["--config-file=mypy.ini", *COMPILED_MODULES], opt_level="3")
     # Without a working C compiler the build goes on with the pure-Python modules (aiows.COMPILED is

@@ -1,17 +1,25 @@
 """PEP 517 backend: setuptools, plus mypy in the build requirements when compiling.
 
-``AIOWS_USE_MYPYC=0`` builds the pure-Python package and needs no mypy.
+``AIOWS_USE_MYPYC=0`` builds the pure-Python package and needs no mypy. An
+sdist never needs it: it holds the sources that build either variant, so its
+hooks run ``setup.py`` with the extensions switched off. So do the metadata
+hooks (the metadata is the same for both variants): mypyc type-checks and
+generates C once per build, in ``build_wheel``, not a second time for pip's
+``prepare_metadata_for_build_wheel``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F401,F403  (the rest of the PEP 517 hooks)
 
 #: What mypyc needs to type-check and compile the hot-path modules.
-COMPILE_REQUIRES = ["mypy>=1.11", "websockets>=14", "pydantic>=2", "orjson>=3.11.6", "mypy_extensions>=1.0"]
+COMPILE_REQUIRES = ["mypy>=1.16", "websockets>=14", "pydantic>=2", "orjson>=3.11.6", "mypy_extensions>=1.0"]
 
 
 def _compile_requires() -> list[str]:
@@ -26,3 +34,36 @@ def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) 
 
 def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
     return _compile_requires()
+
+
+@contextmanager
+def _without_extensions() -> Iterator[None]:
+    """Run ``setup.py`` as for the pure build: no mypyc import, no generated C in the sdist."""
+    saved = os.environ.get("AIOWS_USE_MYPYC")
+    os.environ["AIOWS_USE_MYPYC"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["AIOWS_USE_MYPYC"]
+        else:
+            os.environ["AIOWS_USE_MYPYC"] = saved
+
+
+def get_requires_for_build_sdist(config_settings: dict[str, Any] | None = None) -> list[str]:
+    return []
+
+
+def build_sdist(sdist_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    with _without_extensions():
+        return build_meta.build_sdist(sdist_directory, config_settings)
+
+
+def prepare_metadata_for_build_wheel(metadata_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    with _without_extensions():
+        return build_meta.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
+
+
+def prepare_metadata_for_build_editable(metadata_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    with _without_extensions():
+        return build_meta.prepare_metadata_for_build_editable(metadata_directory, config_settings)

@@ -5,12 +5,13 @@ Tell it which server to test, then a test is two lines::
     # conftest.py                         # or, in pyproject.toml:
     import pytest                         # [tool.pytest.ini_options]
     from myapp import server              # aiows_server = "myapp:server"
-
+                                          # (in pytest.ini the quotes are optional)
     @pytest.fixture
     def aiows_server():
         return server
 
     # test_myapp.py
+    @pytest.mark.asyncio                  # pytest-asyncio's strict mode (its default) needs the marker
     async def test_echo(aiows_client):
         async with aiows_client.connect("/") as ws:
             await ws.send_json({"type": "ping"})
@@ -19,7 +20,7 @@ Tell it which server to test, then a test is two lines::
 ``@pytest.mark.aiows_server(server)`` (an object or ``"module:attribute"``)
 picks the server for one test or module. The server runs in a background
 thread with its own event loop, so the fixture works the same under
-pytest-asyncio (any mode) and anyio.
+pytest-asyncio (strict mode with the marker, or auto mode) and anyio.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ def aiows_server(request: pytest.FixtureRequest) -> WebSocketServer:
             "or mark the test with @pytest.mark.aiows_server(server)",
             pytrace=False,
         )
-    return _load(spec, str(request.config.rootpath))
+    return _load(_unquote(spec), str(request.config.rootpath))
+
+
+def _unquote(value: str) -> str:
+    """``"myapp:server"`` as written in ``pytest.ini`` (which keeps the quotes) is ``myapp:server``."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].strip()
+    return value
 
 
 @pytest.fixture
