@@ -352,3 +352,21 @@ async def test_a_client_that_stops_reading_is_closed_with_1013(caplog: pytest.Lo
             assert received == sent  # the fast client got everything
             assert await slow.wait_closed(30) == 1013
     assert "closing it with 1013" in caplog.text
+
+
+@pytest.mark.usefixtures("transport")
+async def test_bytes_are_broadcast_as_they_are_and_anything_else_is_encoded() -> None:
+    server = make_server()
+    async with TestClient(server) as client, client.connect() as a, client.connect() as b:
+        await join(a, "r")
+        await join(b, "r")
+        encoded = b'{"type": "pre", "spacing": "kept as is"}'
+        assert await server.broadcast(encoded, room="r") == 2
+        assert [await a.receive(), await b.receive()] == [encoded.decode()] * 2  # text frames, byte for byte
+        assert await server.broadcast(memoryview(b'{"n":1}'), room="r") == 2
+        assert await a.receive() == '{"n":1}'
+        assert await server.broadcast("a str", room="r") == 2  # still a JSON string, as before
+        assert await a.receive() == '"a str"'
+        with pytest.raises(ValueError, match="UTF-8"):
+            await server.broadcast(b"\xff\xfe", room="r")
+        assert server.broadcast_stats.encodes == 3  # the refused one is not counted
