@@ -242,6 +242,10 @@ class SocketLink(Link):
     def cork(self) -> None:
         self.batching = True
 
+    def idle(self) -> None:
+        if not self.batching:
+            self.flush()
+
     def uncork(self) -> None:
         self.batching = False
         if self.pending and not self.backlog:
