@@ -18,7 +18,11 @@ clients get 1001 after their running handlers finish, as with ``run()``,
 WebSocket connections, lets running handlers finish within
 ``shutdown_grace``, closes every connection with 1001, then gives the signal
 to the handler that was installed before (the ASGI server's), which shuts down
-as it would have. ``handle_signals=False`` leaves the signals alone.
+as it would have. ``handle_signals=False`` leaves the signals alone. Where
+the event loop dispatches the server's own handler from its signal wake-up
+(hypercorn, granian), holding cannot delay it: aiows then drains while the
+server shuts down (hypercorn waits ``--graceful-timeout`` for it; granian
+may drop connections first).
 
 Interpreted on purpose: ASGI servers tell an ASGI 3 application by
 ``inspect.iscoroutinefunction(app.__call__)``, which a coroutine compiled by

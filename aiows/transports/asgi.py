@@ -20,7 +20,8 @@ routes) with the server's ``Gate``:
   how the ASGI server's flow control reaches ``send_json()`` and broadcasts;
 - **closing**: ``close_soon()`` sends ``websocket.close`` after what is
   queued; the link is closed when the server reports ``websocket.disconnect``
-  (or, after ``close_timeout``, when this coroutine gives the connection back).
+  (the closing handshake is over), or after ``close_timeout``, when this
+  coroutine gives the connection back to the server.
 
 There is no corking: every message is its own ``send()``. The options that
 belong to the ASGI server (pings, compression, the handshake timeout, the
