@@ -90,13 +90,18 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     port = free_port()
     argv = [sys.executable, *(part.format(module=module, port=port) for part in command)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen(argv, cwd=APPS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own process group: whatever the test does, no worker process (granian's, hypercorn's) outlives it.
+    process = subprocess.Popen(
+        argv, cwd=APPS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for_port(port, process, timeout=30)
         yield Served(process, port, prefix, racy_shutdown=name.startswith("granian"))
     finally:
-        if process.poll() is None:
-            process.kill()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         process.wait(timeout=10)
 
 
