@@ -363,6 +363,9 @@ class ASGILink(Link):
     def flush(self) -> None:
         pass  # every message is sent as it is written
 
+    def idle(self) -> None:
+        pass
+
     def cork(self) -> None:
         pass
 
