@@ -216,3 +216,56 @@ def test_options_the_asgi_server_owns_are_refused_by_name() -> None:
         max_message_size=4096, max_queue=4, idle_timeout=30.0, send_timeout=5.0, close_timeout=2.0,
         max_connections=10, max_connections_per_ip=2, origins=["https://app.example"], shutdown_grace=1.0,
     ).asgi()  # fmt: skip
+
+
+def test_every_send_runs_in_a_task_of_its_own_in_order() -> None:
+    """ASGI servers' ``send()`` may need a task (uvicorn's ``--ws websockets`` closes under ``asyncio.timeout()``).
+
+    This plays an ASGI server whose ``send()`` waits twice and checks, each time, that it runs in a task that is
+    not the handler's: a send resumed from a callback (no task), or run in the handler's task (whose timeout
+    would cancel the handler), failed it, and the client then waited ``close_timeout`` for its close.
+    """
+    from aiows import Router, WebSocket, WebSocketServer
+
+    router = Router()
+    handler_tasks: list[asyncio.Task[Any] | None] = []
+
+    @router.connect()
+    async def greet(websocket: WebSocket) -> None:
+        handler_tasks.append(asyncio.current_task())
+        for n in range(3):
+            await websocket.send_json({"n": n})  # queued behind a send that waits
+        await websocket.close(4000, "done")
+
+    server = WebSocketServer()
+    server.include_router(router)
+    app = server.asgi(handle_signals=False)
+    sent: list[dict[str, Any]] = []
+    wrong: list[str] = []
+
+    async def scenario() -> None:
+        incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await incoming.put({"type": "websocket.connect"})
+
+        async def receive() -> dict[str, Any]:
+            return await incoming.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            for _ in range(2):
+                task = asyncio.current_task()
+                if task is None or task in handler_tasks:
+                    wrong.append(f"{message['type']} ran in {'no task' if task is None else 'the handler task'}")
+                await asyncio.sleep(0)
+            sent.append(message)
+            if message["type"] == "websocket.close":
+                await incoming.put({"type": "websocket.disconnect", "code": message["code"]})
+
+        scope = {"type": "websocket", "path": "/", "query_string": b"", "headers": [], "client": ("127.0.0.1", 1)}
+        await asyncio.wait_for(app(scope, receive, send), 5)
+        await app.shutdown()
+
+    asyncio.run(scenario())
+    assert wrong == []
+    assert [message["type"] for message in sent] == ["websocket.accept"] + ["websocket.send"] * 3 + ["websocket.close"]
+    assert [json.loads(message["text"])["n"] for message in sent[1:4]] == [0, 1, 2]
+    assert sent[-1]["code"] == 4000

@@ -11,11 +11,11 @@ routes) with the server's ``Gate``:
   awaits ``receive()`` and queues each ``websocket.receive`` whole for
   ``take()`` / ``receive()``; while ``max_queue`` messages wait it stops
   calling ``receive()``, so the ASGI server stops reading the socket;
-- **outgoing**: ``write()`` starts the ASGI ``send()`` coroutine at once and
-  runs it as far as it goes without waiting (servers write to their socket
-  without waiting unless the client reads too slowly); a send that has to
-  wait is finished from its future's callback, and the messages written
-  meanwhile queue behind it, in order. While that queue holds more than
+- **outgoing**: ``write()`` runs the ASGI ``send()`` coroutine in a task of
+  its own (started at once on Python 3.12+, where servers write to their
+  socket without waiting unless the client reads too slowly); the messages
+  written while it runs queue behind it and the same task sends them, in
+  order. While that queue holds more than
   ``WRITE_HIGH`` bytes the link is ``paused`` (``drain()`` waits), which is
   how the ASGI server's flow control reaches ``send_json()`` and broadcasts;
 - **closing**: ``close_soon()`` sends ``websocket.close`` after what is
@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from websockets.datastructures import Headers
 
+from ..dispatch import spawn
 from ..exceptions import ConnectionError
 from ..options import ServerOptions
 from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Link, Receiver, Reply
@@ -205,7 +206,8 @@ class ASGILink(Link):
         self.room: asyncio.Future[None] | None = None
         self.discarding = False
         # outgoing: the send() under way (its steps) and the messages waiting behind it
-        self.sending: Generator[Any, None, None] | None = None
+        self.writing = False
+        self.writer: asyncio.Task[None] | None = None
         self.outgoing: deque[MutableMapping[str, Any]] = deque()
         self.outgoing_bytes = 0
         self.paused = False
@@ -273,13 +275,9 @@ class ASGILink(Link):
         self.state = CLOSED
         self.outgoing.clear()
         self.outgoing_bytes = 0
-        sending = self.sending
-        self.sending = None
-        if sending is not None:
-            try:
-                sending.close()
-            except BaseException:
-                pass
+        writer = self.writer
+        if writer is not None and not writer.done():
+            writer.cancel()  # what it was sending has no one to go to
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None
@@ -381,60 +379,44 @@ class ASGILink(Link):
 
     def _push(self, message: MutableMapping[str, Any], size: int) -> None:
         """Send ``message`` once those written before it are sent."""
-        if self.sending is not None:
+        if self.writing:
             self.outgoing.append(message)
             self.outgoing_bytes += size
             if not self.paused and self.outgoing_bytes >= WRITE_HIGH:
                 self.paused = True
             return
-        try:
-            steps = self.asgi_send(message).__await__()
-        except Exception:
-            self._send_failed()
-            return
-        self._run(steps)
+        self.writing = True
+        writer = spawn(self.loop, self._send_all(message))
+        if self.writing:  # an eager task may have sent everything already
+            self.writer = writer
 
-    def _run(self, steps: Generator[Any, None, None]) -> None:
-        """Run ``send()`` coroutines, one after the other, until one has to wait (as an eager task would)."""
-        while True:
-            try:
-                waiting = next(steps)
-            except StopIteration:
-                self.sending = None
+    async def _send_all(self, message: MutableMapping[str, Any]) -> None:
+        """Send ``message``, then those queued behind it, one ``send()`` at a time, in a task of their own.
+
+        ASGI servers' ``send()`` may use ``asyncio.timeout()`` and friends,
+        which belong to the task that runs them: running it in whichever task
+        wrote (or in none, from a callback) would break that.
+        """
+        try:
+            while True:
+                await self.asgi_send(message)
                 if not self.outgoing:
-                    self._resume_writing()
-                    return
+                    break
                 message = self.outgoing.popleft()
                 if not self.outgoing:
                     self.outgoing_bytes = 0
-                try:
-                    steps = self.asgi_send(message).__await__()
-                except Exception:
-                    self._send_failed()
-                    return
-                continue
-            except BaseException:  # the client is gone (the server's ClientDisconnected, an OSError...)
-                self.sending = None
-                self._send_failed()
-                return
-            self.sending = steps
-            if waiting is None:  # a bare yield (asyncio.sleep(0)): go on at the next turn
-                self.loop.call_soon(self._resume, None)
-            elif asyncio.isfuture(waiting):
-                waiting.add_done_callback(self._resume)
-            else:
-                self.sending = None
-                try:
-                    steps.close()
-                except BaseException:
-                    pass
-                self._send_failed()
+        except asyncio.CancelledError:
+            self.writing = False
+            self.writer = None
+            raise
+        except BaseException:  # the client is gone (the server's ClientDisconnected, an OSError...)
+            self.writing = False
+            self.writer = None
+            self._send_failed()
             return
-
-    def _resume(self, future: Any) -> None:
-        steps = self.sending
-        if steps is not None:
-            self._run(steps)
+        self.writing = False
+        self.writer = None
+        self._resume_writing()
 
     def _resume_writing(self) -> None:
         if self.paused:
