@@ -21,12 +21,8 @@ PYTHONS=(3.10 3.11 3.12 3.13)      # requires-python = ">=3.10"; keep the classi
 SUITE_PYTHONS=(3.10 3.13)         # the oldest and the newest
 
 # Known failures on Python 3.10, deselected there with the reason (each test runs on 3.11 and 3.13):
-# - websockets 17 requires Python 3.11, so 3.10 gets websockets 16, whose asyncio server logs an ERROR with a
-#   traceback ("opening handshake failed") for each client that leaves mid-handshake; 17 closes them quietly.
-#   aiows's transport lets that log through (to fix in the transport, not here).
 # - the fuzz test uses asyncio.Runner, which is new in Python 3.11.
 DESELECT_3_10=(
-  "tests/test_faults.py::test_client_leaving_mid_handshake_is_cleaned_up_quietly"
   "tests/test_hostile.py::test_fuzzed_frames_get_a_reply_or_an_error_frame_and_the_connection_stays"
 )
 
