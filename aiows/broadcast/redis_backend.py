@@ -53,11 +53,13 @@ class RedisBackend(BroadcastBackend):
         prefix: prefix of the channel and keys, to let several apps share one Redis.
         presence_ttl: seconds after which a server that stopped refreshing its
             presence (crashed, or cut off from Redis) no longer counts.
-        backoff_min / backoff_max: reconnection delays, in seconds.
-        redis_options: more keyword arguments for ``redis.asyncio.Redis.from_url``.
+        backoff_min: the first reconnection delay, in seconds; it doubles after each failed attempt.
+        backoff_max: the longest reconnection delay, in seconds.
+        **redis_options: more keyword arguments for ``redis.asyncio.Redis.from_url``.
 
     Raises:
         ImportError: the ``redis`` package is not installed.
+        ValueError: ``presence_ttl`` is not positive.
     """
 
     def __init__(
