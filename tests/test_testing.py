@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
-from pathlib import Path
 
 import pytest
 
 from aiows import BaseMessage, Router, WebSocket, WebSocketServer
 from aiows.testing import TestClient
+from doc_blocks import DOCS, blocks
 
 pytest_plugins = ["pytester"]
 
@@ -162,10 +161,10 @@ def test_user_suite_with_a_bad_ini_option(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*aiows_server: could not import module 'missing_app'*"])
 
 
-def test_readme_fixture_snippet_passes_under_pytest(pytester: pytest.Pytester) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    snippets = [s for s in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL) if "aiows_client" in s]
+def test_testing_guide_fixture_block_passes_under_pytest(pytester: pytest.Pytester) -> None:
+    guide = DOCS / "guides" / "testing.md"
+    snippets = [block.code for block in blocks(guide) if block.language == "python" and "aiows_client" in block.code]
     assert snippets
-    pytester.makepyfile(test_readme_snippet=snippets[0])
+    pytester.makepyfile(test_guide_snippet=snippets[0])
     result = pytester.runpytest_subprocess("-o", "asyncio_mode=auto")
     result.assert_outcomes(passed=1)

@@ -1,6 +1,6 @@
-"""The README's "aiows_client pytest fixture" section, followed in a fresh project (pytester) for each form it shows.
+"""The "aiows_client pytest fixture" section of the testing guide (docs/guides/testing.md), followed in a fresh project (pytester) for each form it shows.
 
-Each project gets the README's own code and configuration and runs pytest (in process, as pytester
+Each project gets the guide's own code and configuration and runs pytest (in process, as pytester
 does by default): only what installing aiows and pytest-asyncio gives a user, the plugin loaded from its
 entry point and no conftest of ours.
 """
@@ -8,22 +8,21 @@ entry point and no conftest of ours.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
+from doc_blocks import DOCS, section
+
 pytest_plugins = ["pytester"]
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-SECTION = README[README.index("### The `aiows_client` pytest fixture") :]
-SECTION = SECTION[: SECTION.index("\n## ")]
+SECTION = section(DOCS / "guides" / "testing.md", "## The `aiows_client` pytest fixture")
 #: The example: the app, an ``aiows_server`` fixture and a test, in one module.
 (EXAMPLE,) = re.findall(r"```python\n(.*?)```", SECTION, flags=re.DOTALL)
 (PYTEST_INI,) = re.findall(r"```ini\n(.*?)```", SECTION, flags=re.DOTALL)
 (PYPROJECT,) = re.findall(r"```toml\n(.*?)```", SECTION, flags=re.DOTALL)
 MARKER = "@pytest.mark.asyncio\n"
 IMPORTS = EXAMPLE[: EXAMPLE.index("router = Router()")]
-#: The app alone, importable as ``myapp`` (the name the README's configuration uses).
+#: The app alone, importable as ``myapp`` (the name the guide's configuration uses).
 APP = EXAMPLE[: EXAMPLE.index("@pytest.fixture")]
 FIXTURE = EXAMPLE[EXAMPLE.index("@pytest.fixture") : EXAMPLE.index(MARKER)]
 #: The test alone (from its marker on), for the forms that name the server elsewhere.
