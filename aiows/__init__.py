@@ -27,6 +27,7 @@ from .router import Router
 from .server import RunningServer, WebSocketServer
 from .websocket import WebSocket
 
+#: The version of this aiows package.
 __version__ = "0.1.0"
 
 #: ``True`` when the hot path runs compiled by mypyc, ``False`` in the pure-Python build.

@@ -61,8 +61,8 @@ HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class ASGIApp:
     """A ``WebSocketServer`` served through ASGI 3: ``websocket``, ``http`` and ``lifespan`` scopes.
 
-    Made by ``server.asgi()``; see the module's docstring and the README's
-    "Mounting in an ASGI app".
+    Made by ``server.asgi()``; see the module's docstring and the guide
+    "Mounting in an ASGI app" (docs/guides/asgi.md).
     """
 
     def __init__(self, server: WebSocketServer, *, handle_signals: bool = True) -> None:

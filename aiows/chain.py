@@ -84,6 +84,7 @@ class MessageStep:
     """
 
     def call(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
+        """The awaitable that runs this step and the rest of the chain for ``message``."""
         raise NotImplementedError
 
     def __call__(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
@@ -119,6 +120,7 @@ class ConnectStep:
     """One link of the connect chain; calling it runs the rest of the chain."""
 
     async def call(self, websocket: WebSocket) -> Any:
+        """Run this step and the rest of the connect chain."""
         raise NotImplementedError
 
     def __call__(self, websocket: WebSocket) -> Awaitable[Any]:
@@ -158,6 +160,7 @@ class DisconnectStep:
     """One link of the disconnect chain; calling it runs the rest of the chain."""
 
     async def call(self, websocket: WebSocket, reason: str) -> Any:
+        """Run this step and the rest of the disconnect chain."""
         raise NotImplementedError
 
     def __call__(self, websocket: WebSocket, reason: str) -> Awaitable[Any]:

@@ -207,6 +207,7 @@ class Session(Receiver):
         self.task = spawn(self.loop, self.connect())
 
     async def connect(self) -> None:
+        """Admit the connection through the connect chain, then serve what arrived meanwhile (or close it)."""
         table = self.table
         websocket = self.websocket
         websocket.busy = True
@@ -352,6 +353,7 @@ class Session(Receiver):
             self.dispatcher.ended(self)
 
     async def disconnect(self) -> None:
+        """Run the disconnect chain once the connection is closed, then leave its rooms."""
         websocket = self.websocket
         link = self.link
         reason = disconnect_reason(link.close_code, link.close_reason)

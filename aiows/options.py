@@ -2,7 +2,7 @@
 
 ``WebSocketServer(**options)`` builds one (``server.options``); the
 front-ends, the dispatcher and the broadcast hub read it instead of keeping
-defaults of their own. The README's "Server options" section documents each.
+defaults of their own. ``WebSocketServer``'s docstring documents each.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ LOOPS = ("auto", "asyncio", "uvloop")
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """The options of one ``WebSocketServer``; see the README's "Server options" for each."""
+    """The options of one ``WebSocketServer``: each field is its keyword argument of the same name.
+
+    Raises:
+        ValueError: an option is out of range or not one of its choices.
+    """
 
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     ping_interval: float | None = 20.0

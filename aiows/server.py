@@ -54,8 +54,47 @@ def run_with_loop(loop: str, main: Any) -> None:
 class WebSocketServer:
     """A WebSocket server: add middleware and routers, then ``run()`` or ``serve()``.
 
-    Every option is a keyword argument; the README's "Server options" section
-    documents each one and its default.
+    Every option is a keyword argument with a safe default, checked when the
+    server is created and kept, frozen, in ``server.options``. The "Running in
+    production" guide shows them together (docs/guides/production.md).
+
+    Args:
+        max_message_size: the largest message in bytes (``None``: no limit);
+            a larger one, or one in more than ``max(4096, max_message_size / 64)``
+            fragments, closes the connection with 1009.
+        ping_interval: seconds between keepalive pings (``None``: off).
+        ping_timeout: seconds a peer has to answer a ping before it is dropped.
+        compression: ``"deflate"`` to offer permessage-deflate; ``None`` (off)
+            by default, as it costs about 31 KiB per connection.
+        open_timeout: seconds a client has to complete the handshake.
+        close_timeout: seconds for the closing handshake, then the socket is dropped.
+        idle_timeout: seconds without a message before closing with 1001 (``None``: off).
+        send_timeout: seconds ``send_json()`` may wait for a client that does
+            not read, then the connection is closed with 1013 (``None``: wait).
+        max_queue: messages buffered per connection before reading from it pauses.
+        max_concurrent_handlers: messages of one connection handled at once
+            (1: one at a time, in arrival order).
+        max_connections: connections in total; over it the handshake gets HTTP 503.
+        max_connections_per_ip: connections per client IP; over it HTTP 429.
+        max_connections_per_ip_per_minute: new connections per client IP per
+            minute; over it HTTP 429.
+        origins: the browser origins allowed (``None``: any); others get HTTP 403.
+        trusted_proxies: addresses or networks whose ``X-Forwarded-For`` and
+            ``Forwarded`` headers are believed.
+        health_path: the plain HTTP GET path answering
+            ``{"status": "ok", "connections": N}`` (``None``: off).
+        shutdown_grace: seconds running handlers get to finish on shutdown.
+        broadcast: the rooms and broadcast backend (``MemoryBackend()`` by
+            default; ``RedisBackend(url)`` across processes).
+        outgoing_queue_size: broadcast messages queued per connection.
+        outgoing_overflow: when that queue is full, ``"close"`` the connection
+            (1013) or ``"drop_oldest"``.
+        transport: ``"websockets"`` or ``"picows"`` (``pip install "aiows[fast]"``).
+        loop: the event loop of ``run()``: ``"auto"`` (uvloop when installed),
+            ``"asyncio"`` or ``"uvloop"``.
+
+    Raises:
+        ValueError: an option is out of range or not one of its choices.
     """
 
     def __init__(

@@ -40,7 +40,7 @@ SERVERS: dict[str, tuple[list[str], str, str]] = {
     "uvicorn-litestar": (["-m", "uvicorn", "{module}:app", "--port", "{port}"], "litestar_app", "/ws"),
     "uvicorn-aiows-alone": (["-m", "uvicorn", "{module}:app", "--port", "{port}"], "bare_app", ""),
     # --workers 0: hypercorn serves in its own process, which gets the SIGTERM (with workers, hypercorn's
-    # parent process takes it and its worker never sees a signal: see the README's table).
+    # parent process takes it and its worker never sees a signal: see the table in docs/guides/asgi.md).
     "hypercorn-fastapi": (
         ["-m", "hypercorn", "{module}:app", "--bind", "127.0.0.1:{port}", "--workers", "0", "--graceful-timeout", "10"],
         "fastapi_app", "/ws",

@@ -113,7 +113,7 @@ async def test_a_second_close_frame_is_ignored_and_the_close_is_clean(transport:
             assert await ws.wait_closed() == 1000
         async with RawClient(client.url()) as ws:
             ws.send_raw(client_frame(CLOSE, close_payload(1000)), client_frame(CLOSE, close_payload(1001)))
-            expected = 1000 if transport == "websockets" else 1002  # picows: see the README's conformance notes
+            expected = 1000 if transport == "websockets" else 1002  # picows: see docs/guides/security.md, Conformance
             assert await ws.wait_closed() == expected
         await still_serving(client)
 

@@ -26,8 +26,8 @@ routes) with the server's ``Gate``:
 There is no corking: every message is its own ``send()``. The options that
 belong to the ASGI server (pings, compression, the handshake timeout, the
 transport and the event loop) are refused by ``check_options`` when set to
-anything but their defaults; the README's "Mounting in an ASGI app" section
-maps each to the servers' own settings.
+anything but their defaults; the guide "Mounting in an ASGI app"
+(docs/guides/asgi.md) maps each to the servers' own settings.
 
 ``aiows.asgi.ASGIApp`` (interpreted, see there) is the ASGI application
 object that calls ``serve_websocket()`` and ``serve_http()``.
@@ -60,9 +60,11 @@ __all__ = [
     "serve_websocket",
 ]
 
-#: An ASGI connection scope, and the ``receive`` / ``send`` callables of the ASGI 3 interface.
+#: An ASGI connection scope.
 Scope = MutableMapping[str, Any]
+#: The ``receive`` callable of the ASGI 3 interface: the next event from the server.
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+#: The ``send`` callable of the ASGI 3 interface: an event to the server.
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 #: Bytes waiting for ``send()`` above which the link is ``paused`` (the client reads too slowly).

@@ -29,10 +29,13 @@ __all__ = [
     "Reply",
 ]
 
-#: ``Link.state`` values, numbered as ``websockets.protocol.State`` numbers them.
+#: ``Link.state`` during the handshake (the values are numbered as ``websockets.protocol.State`` numbers them).
 CONNECTING: Final = 0
+#: ``Link.state`` once the handshake is done: messages flow.
 OPEN: Final = 1
+#: ``Link.state`` once a close frame was sent or received.
 CLOSING: Final = 2
+#: ``Link.state`` once the connection is closed.
 CLOSED: Final = 3
 
 

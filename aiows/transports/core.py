@@ -172,6 +172,7 @@ class Front:
         self.view = memoryview(self.buffer)
 
     def extensions(self) -> list[ServerExtensionFactory]:
+        """The ``websockets`` extensions offered in handshakes: permessage-deflate with ``compression="deflate"``."""
         if self.compression != "deflate":
             return []
         # websockets' own defaults for compression="deflate"
@@ -182,6 +183,7 @@ class Front:
         ]
 
     def abort_handshakes(self) -> None:
+        """Drop every connection still in its handshake (on shutdown)."""
         for connection in list(self.handshakes):
             connection.abort()
 
