@@ -1,18 +1,20 @@
 """aiows: a typed, compiled WebSocket framework with declarative routing.
 
-Quick start::
+Quick start:
 
-    from aiows import WebSocketServer, Router, WebSocket, ChatMessage
+```python
+from aiows import WebSocketServer, Router, WebSocket, ChatMessage
 
-    router = Router()
+router = Router()
 
-    @router.message("chat")
-    async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
-        await websocket.send_json({"type": "chat", "text": message.text})
+@router.message("chat")
+async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
+    await websocket.send_json({"type": "chat", "text": message.text})
 
-    server = WebSocketServer()
-    server.include_router(router)
-    server.run(host="localhost", port=8000)
+server = WebSocketServer()
+server.include_router(router)
+server.run(host="localhost", port=8000)
+```
 """
 
 from __future__ import annotations

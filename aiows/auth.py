@@ -1,11 +1,11 @@
 """Signed tokens: issue and verify compact, URL-safe, expiring tokens (HMAC-SHA256).
 
-::
+```python
+from aiows.auth import issue_token, verify_token
 
-    from aiows.auth import issue_token, verify_token
-
-    token = issue_token("user123", SECRET, expires_in=3600)   # put it in ?token= or the auth message
-    verify_token(token, SECRET)                               # "user123", or None if not valid
+token = issue_token("user123", SECRET, expires_in=3600)   # put it in ?token= or the auth message
+verify_token(token, SECRET)                               # "user123", or None if not valid
+```
 
 A token is ``<payload>.<signature>``, both base64url without padding: the
 payload is the JSON object ``{"sub": user_id, "exp": unix_seconds}``; the

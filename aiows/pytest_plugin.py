@@ -1,21 +1,23 @@
 """The aiows pytest plugin (installed with aiows): the ``aiows_client`` fixture.
 
-Tell it which server to test, then a test is two lines::
+Tell it which server to test, then a test is two lines:
 
-    # conftest.py                         # or, in pyproject.toml:
-    import pytest                         # [tool.pytest.ini_options]
-    from myapp import server              # aiows_server = "myapp:server"
-                                          # (in pytest.ini the quotes are optional)
-    @pytest.fixture
-    def aiows_server():
-        return server
+```python
+# conftest.py                         # or, in pyproject.toml:
+import pytest                         # [tool.pytest.ini_options]
+from myapp import server              # aiows_server = "myapp:server"
+                                      # (in pytest.ini the quotes are optional)
+@pytest.fixture
+def aiows_server():
+    return server
 
-    # test_myapp.py
-    @pytest.mark.asyncio                  # pytest-asyncio's strict mode (its default) needs the marker
-    async def test_echo(aiows_client):
-        async with aiows_client.connect("/") as ws:
-            await ws.send_json({"type": "ping"})
-            assert await ws.receive_json() == {"type": "pong"}
+# test_myapp.py
+@pytest.mark.asyncio                  # pytest-asyncio's strict mode (its default) needs the marker
+async def test_echo(aiows_client):
+    async with aiows_client.connect("/") as ws:
+        await ws.send_json({"type": "ping"})
+        assert await ws.receive_json() == {"type": "pong"}
+```
 
 ``@pytest.mark.aiows_server(server)`` (an object or ``"module:attribute"``)
 picks the server for one test or module. The server runs in a background

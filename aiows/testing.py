@@ -1,14 +1,14 @@
 """Test your app over a real socket: ``TestClient`` serves it on 127.0.0.1.
 
-::
+```python
+from aiows.testing import TestClient
 
-    from aiows.testing import TestClient
-
-    async def test_chat() -> None:
-        async with TestClient(server) as client:
-            async with client.connect("/?token=user1secret") as ws:
-                await ws.send_json({"type": "chat", "text": "hi", "user_id": 1})
-                assert (await ws.receive_json())["type"] == "chat"
+async def test_chat() -> None:
+    async with TestClient(server) as client:
+        async with client.connect("/?token=user1secret") as ws:
+            await ws.send_json({"type": "chat", "text": "hi", "user_id": 1})
+            assert (await ws.receive_json())["type"] == "chat"
+```
 
 ``async with TestClient(server)`` serves in the test's own event loop (pytest-asyncio,
 or anyio with the asyncio backend). ``with TestClient(server)`` serves from a

@@ -1,12 +1,14 @@
 """Rooms and broadcast backends.
 
 ``MemoryBackend`` (the default) serves one process; ``RedisBackend`` shares
-rooms, broadcasts and presence between any number of processes and machines::
+rooms, broadcasts and presence between any number of processes and machines:
 
-    from aiows import WebSocketServer
-    from aiows.broadcast import RedisBackend
+```python
+from aiows import WebSocketServer
+from aiows.broadcast import RedisBackend
 
-    server = WebSocketServer(broadcast=RedisBackend("redis://localhost:6379/0"))
+server = WebSocketServer(broadcast=RedisBackend("redis://localhost:6379/0"))
+```
 
 Write your own backend by subclassing ``BroadcastBackend`` (five methods, see
 ``aiows.broadcast.base``).
