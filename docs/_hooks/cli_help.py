@@ -27,5 +27,8 @@ def help_text(args: str) -> str:
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
-    """Replace each help marker with the command's output."""
-    return MARKER.sub(lambda match: f"```text\n{help_text(match['args'])}\n```", markdown)
+    """Replace each help marker with the command's output; a marker this hook cannot read stops the build."""
+    markdown = MARKER.sub(lambda match: f"```text\n{help_text(match['args'])}\n```", markdown)
+    if "<!-- help:" in markdown:
+        raise ValueError("a help marker is not '<!-- help: aiows [COMMAND] --help -->' on a line of its own")
+    return markdown
