@@ -27,6 +27,8 @@ from .router import Router
 from .server import RunningServer, WebSocketServer
 from .websocket import WebSocket
 
+from . import client  # noqa: E402  (aiows.client.connect: the Python client; last, it imports the rest)
+
 __version__ = "0.1.0"
 
 #: ``True`` when the hot path runs compiled by mypyc, ``False`` in the pure-Python build.
@@ -50,4 +52,5 @@ __all__ = [
     "WebSocket",
     "WebSocketServer",
     "__version__",
+    "client",
 ]
