@@ -171,14 +171,17 @@ class RoomLog:
             self.delivered = 0
             self.held.clear()
         self.settling = False
+        # Resolved before what waited is published: a publication that makes the log settle again then gets a
+        # fresh future from settle(), and wait_ready() waits for it (with this one still pending, it would
+        # have spun on a done future, never yielding to the event loop).
+        if not self.ready.done():
+            self.ready.set_result(None)
         waiting, self.waiting = self.waiting, []
         for pending in waiting:
             if self.epoch is not None and pending.epoch != self.epoch:
                 self.retired.add(pending.epoch)  # older than the backend's current history
                 continue
             self.publish(pending.offset, pending.epoch, pending.payload, pending.exclude)
-        if not self.ready.done():
-            self.ready.set_result(None)
         if self.held:
             self._arm_gap()
 
