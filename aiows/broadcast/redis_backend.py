@@ -194,6 +194,8 @@ class RedisBackend(BroadcastBackend):
         self._dirty = False
         self._failures = 0
         self._tasks: list[asyncio.Task[None]] = []
+        #: Resolved by the listener's first attempt to connect, whether it succeeded or not.
+        self._first_attempt: asyncio.Future[None] | None = None
         self._down_since = 0.0
         self._lost_at_outage = 0
 
@@ -212,7 +214,12 @@ class RedisBackend(BroadcastBackend):
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self, receive: Receive) -> None:
-        """Start subscribing and refreshing presence, in the background (Redis may be down)."""
+        """Connect, subscribe and keep presence fresh; Redis may be down (then all of it goes on in the background).
+
+        Waits for the first attempt to connect (bounded by ``socket_connect_timeout``,
+        5 s by default), so a server whose Redis is up serves its first
+        connection with the backend connected.
+        """
         from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -232,7 +239,9 @@ class RedisBackend(BroadcastBackend):
         self._read = self._client.register_script(READ)
         self._receive = receive
         loop = asyncio.get_running_loop()
+        first = self._first_attempt = loop.create_future()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._heartbeat())]
+        await asyncio.shield(first)
 
     async def stop(self) -> None:
         """Stop the background tasks, withdraw this server's presence, close the connections."""
@@ -380,6 +389,12 @@ class RedisBackend(BroadcastBackend):
 
     async def _listen(self) -> None:
         """Subscribe, deliver publications; on failure reconnect with exponential backoff."""
+        try:
+            await self._subscribe_forever()
+        finally:
+            self._attempted()  # stopped, or failed unexpectedly: start() waits no more
+
+    async def _subscribe_forever(self) -> None:
         delay = self.backoff_min
         while True:
             client = self._client
@@ -413,6 +428,7 @@ class RedisBackend(BroadcastBackend):
 
     def _went_down(self, exc: BaseException) -> None:
         """Called by the listener only: it alone decides when the connection is up."""
+        self._attempted()
         if not self.connected:
             self._failures += 1
             if self._failures == 1 and not self.disconnections:
@@ -435,6 +451,12 @@ class RedisBackend(BroadcastBackend):
             logger.info("connected to Redis at %s", self.url)
         self.connected = True
         self._failures = 0
+        self._attempted()
+
+    def _attempted(self) -> None:
+        first = self._first_attempt
+        if first is not None and not first.done():
+            first.set_result(None)
 
     # -- presence ----------------------------------------------------------
 
