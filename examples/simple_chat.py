@@ -29,10 +29,11 @@ say or leave where you have not joined. Disconnecting leaves every room
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from aiows import BaseMessage, ChatMessage, Router, WebSocket, WebSocketServer
 from aiows.exceptions import AiowsException
@@ -71,6 +72,58 @@ class Members(BaseMessage):
     room: str = Field(min_length=1, max_length=64)
 
 
+class Welcome(BaseModel):
+    """Sent to every client that connects."""
+
+    type: Literal["welcome"] = "welcome"
+    message: str
+
+
+class ChatLine(BaseModel):
+    """A ``chat`` message, sent to everyone."""
+
+    type: Literal["chat"] = "chat"
+    user_id: int
+    text: str
+    timestamp: datetime
+
+
+class Joined(BaseModel):
+    """Someone joined the room; ``members`` counts its connections across every server."""
+
+    type: Literal["joined"] = "joined"
+    room: str
+    name: str
+    members: int
+
+
+class Said(BaseModel):
+    """What someone said in the room."""
+
+    type: Literal["said"] = "said"
+    room: str
+    name: str
+    text: str
+    timestamp: datetime
+
+
+class Left(BaseModel):
+    """Someone left the room (sent to the room, and to the one who left)."""
+
+    type: Literal["left"] = "left"
+    room: str
+    name: str
+    members: int
+
+
+class MemberCount(BaseModel):
+    """The answer to ``members``."""
+
+    type: Literal["members"] = "members"
+    room: str
+    count: int
+
+
 class NotInRoom(AiowsException):
     """Saying or leaving where the client has not joined."""
 
@@ -85,61 +138,60 @@ def name_of(websocket: WebSocket) -> str:
     return name
 
 
-@router.connect()
+@router.connect(emits=[Welcome])
 async def on_connect(websocket: WebSocket) -> None:
-    await websocket.send_json({"type": "welcome", "message": "Connected!"})
+    await websocket.send_message(Welcome(message="Connected!"))
 
 
-@router.message("chat")
+@router.message("chat", emits=[ChatLine])
 async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
-    line = {"type": "chat", "user_id": message.user_id, "text": message.text, "timestamp": message.timestamp}
+    """Say something to everyone connected (to every server sharing the backend)."""
+    line = ChatLine(user_id=message.user_id, text=message.text, timestamp=message.timestamp)
     await websocket.server.broadcast(line)
 
 
-@router.message("join")
+@router.message("join", emits=[Joined])
 async def on_join(websocket: WebSocket, message: Join) -> None:
+    """Join a room: its members (you included) get ``joined``."""
     websocket.context["name"] = message.name
     await websocket.join(message.room)
     members = await websocket.server.room_members(message.room)
     await websocket.server.broadcast(
-        {"type": "joined", "room": message.room, "name": message.name, "members": members}, room=message.room
+        Joined(room=message.room, name=message.name, members=members), room=message.room
     )
 
 
-@router.message("say")
+@router.message("say", emits=[Said, NotInRoom])
 async def on_say(websocket: WebSocket, message: Say) -> None:
+    """Say something to a room you joined: its members get ``said``."""
     if message.room not in websocket.rooms:
         raise NotInRoom(f"join room {message.room!r} before saying something in it")
-    line = {
-        "type": "said",
-        "room": message.room,
-        "name": name_of(websocket),
-        "text": message.text,
-        "timestamp": message.timestamp,
-    }
+    line = Said(room=message.room, name=name_of(websocket), text=message.text, timestamp=message.timestamp)
     await websocket.server.broadcast(line, room=message.room)
 
 
-async def leave(websocket: WebSocket, room: str) -> dict[str, object]:
+async def leave(websocket: WebSocket, room: str) -> Left:
     """Leave ``room``, tell its members; return the ``left`` frame."""
     await websocket.leave(room)
     members = await websocket.server.room_members(room)
-    frame: dict[str, object] = {"type": "left", "room": room, "name": name_of(websocket), "members": members}
+    frame = Left(room=room, name=name_of(websocket), members=members)
     await websocket.server.broadcast(frame, room=room)
     return frame
 
 
-@router.message("leave")
+@router.message("leave", emits=[Left, NotInRoom])
 async def on_leave(websocket: WebSocket, message: Leave) -> None:
+    """Leave a room: its members and you get ``left``."""
     if message.room not in websocket.rooms:
         raise NotInRoom(f"you are not in room {message.room!r}")
-    await websocket.send_json(await leave(websocket, message.room))
+    await websocket.send_message(await leave(websocket, message.room))
 
 
-@router.message("members")
+@router.message("members", emits=[MemberCount])
 async def on_members(websocket: WebSocket, message: Members) -> None:
+    """Ask how many connections are in a room, across every server."""
     count = await websocket.server.room_members(message.room)
-    await websocket.send_json({"type": "members", "room": message.room, "count": count})
+    await websocket.send_message(MemberCount(room=message.room, count=count))
 
 
 @router.disconnect()
@@ -157,10 +209,10 @@ def chat_page(request: HTTPRequest) -> HTTPResponse:
 def make_server(redis_url: str | None = None) -> WebSocketServer:
     """The chat server, on in-memory rooms or on the Redis at ``redis_url``."""
     if redis_url is None:
-        return WebSocketServer()
+        return WebSocketServer(title="aiows chat", version="1.0.0")
     from aiows.broadcast import RedisBackend
 
-    return WebSocketServer(broadcast=RedisBackend(redis_url))
+    return WebSocketServer(title="aiows chat", version="1.0.0", broadcast=RedisBackend(redis_url))
 
 
 server = make_server(sys.argv[2] if __name__ == "__main__" and len(sys.argv) > 2 else None)
