@@ -190,7 +190,7 @@ class _Builder:
         if isinstance(message.annotation, tuple):  # the error frame, with this channel's codes
             self.require_type(schema, "error")
             codes = {"type": "string", "enum": list(message.annotation[1])}
-            return {"allOf": [schema, {"properties": {"code": codes}}]}
+            return {"allOf": [schema, {"properties": {"code": codes}, "required": ["code"]}]}
         if message.name is None:
             return schema
         if self.require_type(schema, message.name):
