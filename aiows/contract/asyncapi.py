@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.json_schema import JsonSchemaMode
 
 from ..messages import message_type_of
 from .collect import Channel, channels
@@ -25,7 +26,7 @@ from .frames import Auth, AuthOk, ErrorFrame
 if TYPE_CHECKING:
     from ..server import WebSocketServer
 
-__all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
+__all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "operation_messages"]
 
 #: The AsyncAPI version of the documents written.
 ASYNCAPI_VERSION = "3.0.0"
@@ -72,24 +73,32 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
     for channel in found:
         channel_key = builder.unique(_key(channel.address.strip("/") or "root"))
         messages = builder.channel_messages(channel)
+        local: dict[str, _Message] = {}  # the channel's own keys: no suffix where components needed one
+        for message in messages:
+            base = _key(f"{message.direction}.{message.name if message.name is not None else 'any_type'}")
+            key, number = base, 1
+            while key in local:
+                number += 1
+                key = f"{base}_{number}"
+            local[key] = message
         document_channels[channel_key] = {
             "address": channel.address,
             "title": channel.address,
-            "messages": {message.key: {"$ref": f"#/components/messages/{message.key}"} for message in messages},
+            "messages": {key: {"$ref": f"#/components/messages/{message.key}"} for key, message in local.items()},
         }
         if channel.address == "/" and len(found) > 1:
             document_channels[channel_key]["description"] = "Every path: the routers mounted without a path."
-        for message in messages:
+        for key, message in local.items():
             operation: dict[str, Any] = {
                 "action": "receive" if message.direction == "client" else "send",
                 "channel": {"$ref": f"#/channels/{channel_key}"},
-                "messages": [{"$ref": f"#/channels/{channel_key}/messages/{message.key}"}],
+                "messages": [{"$ref": f"#/channels/{channel_key}/messages/{key}"}],
             }
             if message.description:
                 operation["summary"] = message.description.partition("\n")[0]
             if channel.auth is not None:
                 operation["security"] = [{"$ref": f"#/components/securitySchemes/{name}"} for name in SECURITY_SCHEMES]
-            operations[builder.unique(f"{channel_key}.{message.key}")] = operation
+            operations[builder.unique(f"{channel_key}.{key}")] = operation
     components: dict[str, Any] = {"messages": builder.messages(), "schemas": builder.schemas}
     if any(channel.auth is not None for channel in found):
         components["securitySchemes"] = SECURITY_SCHEMES
@@ -106,6 +115,15 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
         "operations": operations,
         "components": components,
     }
+
+
+def operation_messages(document: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    """The ``components/messages`` keys of an operation's messages (it refers to its channel's)."""
+    keys = []
+    for ref in operation["messages"]:
+        _, _, channel, _, local = ref["$ref"].split("/")
+        keys.append(document["channels"][channel]["messages"][local]["$ref"].rpartition("/")[2])
+    return keys
 
 
 class _Builder:
@@ -162,10 +180,7 @@ class _Builder:
         """Every message, with its schema (``self.schemas`` gets the models)."""
         typed = [message for message in self.by_identity.values() if message.key not in self.raw]
         adapters = {message.key: TypeAdapter(_model(message.annotation)) for message in typed}
-        inputs = [
-            (message.key, "validation" if message.direction == "client" else "serialization", adapters[message.key])
-            for message in typed
-        ]
+        inputs = [(message.key, _mode(message), adapters[message.key]) for message in typed]
         payloads, definitions = TypeAdapter.json_schemas(inputs, ref_template=SCHEMA_REF)
         self.schemas.update(definitions.get("$defs", {}))
         result: dict[str, Any] = {}
@@ -174,9 +189,8 @@ class _Builder:
             if message.key in self.raw:
                 entry.update(self.raw[message.key])
             else:
-                mode = "validation" if message.direction == "client" else "serialization"
                 entry["title"] = _title(message.annotation)
-                entry["payload"] = self.payload(message, payloads[(message.key, mode)])
+                entry["payload"] = self.payload(message, payloads[(message.key, _mode(message))])
                 example = self.example(entry["payload"], adapters[message.key])
                 if example is not None:
                     entry["examples"] = [{"name": message.name or "message", "payload": example}]
@@ -214,6 +228,11 @@ class _Builder:
         except (ValidationError, TypeError):
             return None
         return example
+
+
+def _mode(message: _Message) -> JsonSchemaMode:
+    """What clients send is validated; what the server sends is serialized."""
+    return "validation" if message.direction == "client" else "serialization"
 
 
 def _model(annotation: Any) -> Any:

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+from .asyncapi import operation_messages
+
 __all__ = ["CONTENT_SECURITY_POLICY", "docs_page"]
 
 #: The page needs nothing but its own inline style (and the empty icon, so no request for /favicon.ico).
@@ -98,7 +100,7 @@ class _Page:
             ways = "; or ".join(_text(scheme.get("description", "")) for scheme in schemes)
             parts.append(f'<p class="auth"><strong>Authentication:</strong> {ways}</p>')
         for action, heading, css in (("receive", "Client → server", "client"), ("send", "Server → client", "server")):
-            keys = [ref["$ref"].rpartition("/")[2] for op in operations if op["action"] == action for ref in op["messages"]]
+            keys = [key for op in operations if op["action"] == action for key in operation_messages(self.document, op)]
             if keys:
                 parts.append(f"<h3>{heading}</h3>")
                 parts.extend(self.message(key, name, css) for name in keys)
@@ -181,7 +183,10 @@ class _Page:
             if "prefixItems" in schema:
                 return "[" + ", ".join(self.type_of(item) for item in schema["prefixItems"]) + "]"
             items = schema.get("items")
-            return f"array of {self.type_of(items)}" if isinstance(items, dict) else "array"
+            if not isinstance(items, dict):
+                return "array"
+            item = self.type_of(items)
+            return f"array of ({item})" if " | " in item or " & " in item else f"array of {item}"
         if kind == "object" and isinstance(schema.get("additionalProperties"), dict) and not schema.get("properties"):
             return f"object of {self.type_of(schema['additionalProperties'])}"
         if isinstance(kind, list):

@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from .asyncapi import operation_messages
+
 __all__ = ["typescript_declarations"]
 
 IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
@@ -39,8 +41,7 @@ def typescript_declarations(document: dict[str, Any]) -> str:
     messages: dict[str, Any] = components.get("messages", {})
     declared: dict[str, str] = {}
     for operation in document.get("operations", {}).values():
-        for ref in operation["messages"]:
-            key = ref["$ref"].rpartition("/")[2]
+        for key in operation_messages(document, operation):
             message = messages[key]
             if message.get("contentType", "application/json") != "application/json":
                 continue  # raw frames are strings and bytes, not messages
