@@ -18,8 +18,10 @@ nodejs npm``).
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -199,7 +201,7 @@ def test_a_client_that_breaks_the_contract_does_not_compile(
 
 def test_every_example_declarations_compile(npm_tools: Path, tmp_path: Path) -> None:
     for app, modules in EXAMPLE_APPS.items():
-        if any(importlib_missing(module) for module in modules):
+        if any(importlib.util.find_spec(module) is None for module in modules):
             continue
         (tmp_path / "contract.ts").write_text(aiows_command("typescript", app))
         (tmp_path / "client.ts").write_text('import type { ClientMessage, ServerMessage } from "./contract";\n'
@@ -208,7 +210,18 @@ def test_every_example_declarations_compile(npm_tools: Path, tmp_path: Path) -> 
         assert result.returncode == 0, f"{app}: {result.stdout}{result.stderr}"
 
 
-def importlib_missing(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is None
+def test_the_readme_typescript_snippet_compiles_against_the_readme_app(npm_tools: Path, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Contract") : readme.index("## Testing your app")]
+    (app,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    (client,) = re.findall(r"```ts\n(.*?)```", section, flags=re.DOTALL)
+    (tmp_path / "readme_app.py").write_text(app.replace("server.run(", "# server.run("))
+    (tmp_path / "messages.ts").write_text(aiows_command("typescript", "readme_app:server", cwd=tmp_path))
+    (tmp_path / "client.ts").write_text(client)
+    command = [str(npm_tools / "node_modules" / ".bin" / "tsc"), "--strict", "--noEmit", "--target", "es2022"]
+    command += ["--lib", "es2022,dom", "--module", "esnext", "--moduleResolution", "bundler", "client.ts"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "client.ts").write_text(client.replace('type: "say"', 'type: "sya"'))
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "error TS" in result.stdout, result.stdout
