@@ -157,7 +157,8 @@ class _Builder:
             return self.raw_messages(channel.raw)
         messages = [self.message("client", m.type, m.model, m.description) for m in channel.incoming]
         if channel.auth is not None and channel.auth.first_message:
-            messages.append(self.message("client", "auth", Auth, "Authenticate: the first message, within the auth timeout."))
+            first = "Authenticate: the first message, within the auth timeout."
+            messages.append(self.message("client", "auth", Auth, first))
             messages.append(self.message("server", "auth_ok", AuthOk, AuthOk.__doc__))
         for item in channel.outgoing:
             if isinstance(item, type) and issubclass(item, BaseModel):

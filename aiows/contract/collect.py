@@ -60,7 +60,7 @@ def channels(server: WebSocketServer) -> list[Channel]:
     mounts = server.mounts
     everywhere = [router for router, path in mounts if path is None]
     paths = dict.fromkeys(path for _, path in mounts if path is not None)
-    found = [_channel(server, path, [router for router, mounted in mounts if mounted in (None, path)]) for path in paths]
+    found = [_channel(server, path, [router for router, at in mounts if at in (None, path)]) for path in paths]
     if everywhere or not paths:
         found.append(_channel(server, "/", everywhere))
     return found

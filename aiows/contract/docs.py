@@ -35,6 +35,9 @@ CONSTRAINTS = {
     "maxItems": "max items {}",
 }
 
+#: The two sections of a channel: (operation action, heading, CSS class).
+DIRECTIONS = (("receive", "Client → server", "client"), ("send", "Server → client", "server"))
+
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 980px; padding: 1rem 1.5rem; color: #1b1f24; }
 h1 { margin-bottom: 0; } .meta { color: #57606a; margin-top: .2rem; }
@@ -45,7 +48,8 @@ h3 { color: #57606a; font-size: 1rem; text-transform: uppercase; letter-spacing:
 .client { border-left: 4px solid #0969da; } .server { border-left: 4px solid #1a7f37; }
 table { border-collapse: collapse; width: 100%; margin: .4rem 0; font-size: 14px; }
 th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #eaeef2; padding: .25rem .5rem .25rem 0; }
-th { color: #57606a; font-weight: 600; } code { font: 13px ui-monospace, monospace; background: #f6f8fa; padding: 0 .2em; }
+th { color: #57606a; font-weight: 600; }
+code { font: 13px ui-monospace, monospace; background: #f6f8fa; padding: 0 .2em; }
 pre { background: #f6f8fa; padding: .6rem; border-radius: 6px; overflow-x: auto; font-size: 13px; margin: .3rem 0; }
 .optional { color: #57606a; } .required { font-weight: 600; } nav a { margin-right: 1rem; }
 """
@@ -74,14 +78,17 @@ class _Page:
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f'<link rel="icon" href="data:,"><title>{_e(title)}: messages</title><style>{STYLE}</style></head><body>',
             f"<header><h1>{_e(info.get('title', ''))}</h1>",
-            f'<p class="meta">version {_e(info.get("version", ""))} · AsyncAPI {_e(self.document.get("asyncapi", ""))}',
+            f'<p class="meta">version {_e(info.get("version", ""))}',
+            f' · AsyncAPI {_e(self.document.get("asyncapi", ""))}',
         ]
         if asyncapi_url is not None:
             parts.append(f' · <a href="{_e(asyncapi_url)}">the AsyncAPI document (JSON)</a>')
         parts.append("</p>")
         if info.get("description"):
             parts.append(f"<p>{_text(info['description'])}</p>")
-        links = "".join(f'<a href="#channel-{_e(key)}"><code>{_e(ch["address"])}</code></a>' for key, ch in channels.items())
+        links = "".join(
+            f'<a href="#channel-{_e(key)}"><code>{_e(channel["address"])}</code></a>' for key, channel in channels.items()
+        )
         parts.append(f"<nav>Channels: {links}</nav></header><main>")
         for key, channel in channels.items():
             parts.append(self.channel(key, channel))
@@ -90,8 +97,10 @@ class _Page:
         return "".join(parts)
 
     def channel(self, key: str, channel: dict[str, Any]) -> str:
-        operations = [op for op in self.document.get("operations", {}).values() if op["channel"]["$ref"] == f"#/channels/{key}"]
-        parts = [f'<section class="channel" id="channel-{_e(key)}"><h2>Channel <code>{_e(channel["address"])}</code></h2>']
+        everything = self.document.get("operations", {}).values()
+        operations = [op for op in everything if op["channel"]["$ref"] == f"#/channels/{key}"]
+        address = _e(channel["address"])
+        parts = [f'<section class="channel" id="channel-{_e(key)}"><h2>Channel <code>{address}</code></h2>']
         if channel.get("description"):
             parts.append(f"<p>{_text(channel['description'])}</p>")
         security = [op.get("security") for op in operations if op.get("security")]
@@ -99,7 +108,7 @@ class _Page:
             schemes = [self.schemes.get(ref["$ref"].rpartition("/")[2], {}) for ref in security[0]]
             ways = "; or ".join(_text(scheme.get("description", "")) for scheme in schemes)
             parts.append(f'<p class="auth"><strong>Authentication:</strong> {ways}</p>')
-        for action, heading, css in (("receive", "Client → server", "client"), ("send", "Server → client", "server")):
+        for action, heading, css in DIRECTIONS:
             keys = [key for op in operations if op["action"] == action for key in operation_messages(self.document, op)]
             if keys:
                 parts.append(f"<h3>{heading}</h3>")
@@ -154,9 +163,9 @@ class _Page:
             "<th>Description</th></tr></thead><tbody>"
         ]
         for name, field in properties.items():
-            need = '<span class="required">required</span>' if name in required else '<span class="optional">optional</span>'
+            need = "required" if name in required else "optional"
             rows.append(
-                f"<tr><td><code>{_e(name)}</code></td><td>{self.type_of(field)}</td><td>{need}</td>"
+                f'<tr><td><code>{_e(name)}</code></td><td>{self.type_of(field)}</td><td class="{need}">{need}</td>'
                 f"<td>{self.constraints(field)}</td><td>{_text(field.get('description', ''))}</td></tr>"
             )
         rows.append("</tbody></table>")
@@ -197,7 +206,11 @@ class _Page:
         return f"{text} ({_e(schema['format'])})" if "format" in schema else text
 
     def constraints(self, schema: dict[str, Any]) -> str:
-        found = [text.format(json.dumps(schema[key]) if key == "pattern" else schema[key]) for key, text in CONSTRAINTS.items() if key in schema]
+        found = [
+            text.format(json.dumps(schema[key]) if key == "pattern" else schema[key])
+            for key, text in CONSTRAINTS.items()
+            if key in schema
+        ]
         if "default" in schema and "const" not in schema:
             found.append(f"default {json.dumps(schema['default'], ensure_ascii=False)}")
         return ", ".join(f"<code>{_e(item)}</code>" for item in found)

@@ -20,6 +20,9 @@ from .asyncapi import operation_messages
 
 __all__ = ["typescript_declarations"]
 
+#: The two unions: (name, the operations' action, what they hold).
+UNIONS = (("ClientMessage", "receive", "a client sends"), ("ServerMessage", "send", "the server sends"))
+
 IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
@@ -60,7 +63,7 @@ def typescript_declarations(document: dict[str, Any]) -> str:
             union = unions[operation["action"]]
             if declared[key] not in union:
                 union.append(declared[key])
-    for name, action, what in (("ClientMessage", "receive", "a client sends"), ("ServerMessage", "send", "the server sends")):
+    for name, action, what in UNIONS:
         lines.append(f"/** Every message {what}, discriminated by `type`. */")
         lines.extend([f"export type {name} = {' | '.join(unions[action]) or 'never'};", ""])
     return "\n".join(lines)
