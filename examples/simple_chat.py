@@ -10,6 +10,9 @@ URL shares rooms, broadcasts and member counts::
     python examples/simple_chat.py 8001 redis://localhost:6379/0
     python examples/simple_chat.py 8002 redis://localhost:6379/0
 
+The same port serves the protocol's contract: ``/docs`` (a page) and
+``/asyncapi.json`` (the AsyncAPI document), from the models below.
+
 The protocol (JSON text frames; client -> server on the left)::
 
     {"type": "chat", "text": "hi", "user_id": 1}      -> everyone: {"type": "chat", "user_id", "text", "timestamp"}
