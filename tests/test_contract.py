@@ -11,8 +11,9 @@ import asyncio
 import json
 import logging
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import orjson
 import pytest
@@ -47,11 +48,18 @@ class Moved(BaseModel):
     at: datetime
 
 
+class Color(str, Enum):
+    WHITE = "white"
+    BLACK = "black"
+
+
 class Board(BaseModel):
     """The board, sent on connecting."""
 
     type: Literal["board"] = "board"
     cells: list[list[str]]
+    turn: Color = Color.WHITE
+    scores: list[Optional[dict[str, int]]] = []
 
 
 class IllegalMove(AiowsException):
@@ -266,7 +274,9 @@ def test_typescript_declares_an_interface_per_model_and_the_two_unions() -> None
     text = typescript_declarations(asyncapi_document(game_server()))
     assert "/** A move on the board. */\nexport interface Move {\n  type: \"move\";\n  timestamp?: string;\n" in text
     assert '  /** The column, 0 to 7. */\n  x: number;\n  y: number;\n  piece?: "pawn" | "queen";\n}' in text
-    assert "export interface Board {\n  type: \"board\";\n  cells: string[][];\n}" in text
+    assert 'export type Color = "white" | "black";' in text
+    board = 'export interface Board {\n  type: "board";\n  cells: string[][];\n  turn?: Color;\n'
+    assert board + "  scores?: ({\n    [key: string]: number;\n  } | null)[];\n}" in text
     assert "export type ClientPing = BaseMessage & {\n  type: \"ping\";\n};" in text
     assert "export type ClientMessage = Move | ClientPing | BaseMessage & " not in text
     assert "export type ClientMessage = Move | ClientPing | ClientHello;" in text

@@ -11,5 +11,7 @@ typescript`` write them to files. Interpreted, and never on a message's path.
 from __future__ import annotations
 
 from .asyncapi import ASYNCAPI_VERSION, asyncapi_document
+from .docs import docs_page
+from .typescript import typescript_declarations
 
-__all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
+__all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "docs_page", "typescript_declarations"]

@@ -153,10 +153,11 @@ class _Page:
             return merged
         return schema
 
-    def fields(self, schema: dict[str, Any]) -> str:
+    def fields(self, schema: dict[str, Any], what: str = "Payload") -> str:
+        """The table of an object's fields; one line for any other type."""
         properties: dict[str, Any] = schema.get("properties", {})
         if not properties:
-            return f"<p>Payload: {self.type_of(schema)}</p>"
+            return f"<p>{what}: {self.type_of(schema)}</p>"
         required = schema.get("required", [])
         rows = [
             "<table><thead><tr><th>Field</th><th>Type</th><th>Required</th><th>Constraints</th>"
@@ -223,7 +224,7 @@ class _Page:
             name = self.nested[index]
             index += 1
             schema = self.schemas.get(name, {})
-            body = self.fields(self.resolve(schema))
+            body = self.fields(self.resolve(schema), "Type")
             text = f"<p>{_text(schema['description'])}</p>" if schema.get("description") else ""
             parts.append(f'<article class="message" id="type-{_e(name)}"><h4>{_e(name)}</h4>{text}{body}</article>')
         return f"<section><h2>Types</h2>{''.join(parts)}</section>" if parts else ""

@@ -125,7 +125,8 @@ def _type(schema: dict[str, Any], names: dict[str, str], indent: str) -> str:
 
 
 def _group(text: str) -> str:
-    return f"({text})" if (" | " in text or " & " in text) and not text.startswith("{") else text
+    """``text`` in parentheses if it is a union or an intersection (or could hold one: they cost nothing)."""
+    return f"({text})" if " | " in text or " & " in text else text
 
 
 def _comment(text: str | None, indent: str) -> list[str]:
