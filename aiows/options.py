@@ -43,6 +43,10 @@ class ServerOptions:
     origins: tuple[str, ...] | None = None
     trusted_proxies: tuple[str, ...] = ()
     health_path: str | None = "/healthz"
+    asyncapi_path: str | None = "/asyncapi.json"
+    docs_path: str | None = "/docs"
+    title: str = "aiows app"
+    version: str = "0.1.0"
     shutdown_grace: float = 10.0
     outgoing_queue_size: int = 256
     outgoing_overflow: Literal["close", "drop_oldest"] = "close"
@@ -74,6 +78,10 @@ class ServerOptions:
             raise ValueError(f"outgoing_queue_size must be at least 1, not {self.outgoing_queue_size}")
         if self.outgoing_overflow not in ("close", "drop_oldest"):
             raise ValueError(f'outgoing_overflow must be "close" or "drop_oldest", not {self.outgoing_overflow!r}')
+        for name in ("health_path", "asyncapi_path", "docs_path"):
+            path = getattr(self, name)
+            if path is not None and not path.startswith("/"):
+                raise ValueError(f"{name} must start with '/' (or be None to turn it off), not {path!r}")
         for name in ("max_message_size", "max_queue", "max_connections", "max_connections_per_ip"):
             value = getattr(self, name)
             if value is not None and value < 1:
