@@ -133,8 +133,9 @@ def test_document_has_a_channel_per_path_with_its_messages_operations_and_schema
     assert {key: channel["address"] for key, channel in document["channels"].items()} == {"game": "/game", "root": "/"}
     game = messages_of(document, "game")
     # The routers mounted without a path serve /game too: "hello" is there, as the route table has it.
-    assert sorted(game) == ["client.hello", "client.move", "client.ping", "server.board", "server.error", "server.moved"]
-    assert sorted(messages_of(document, "root")) == ["client.hello", "server.error"]
+    replies = ["client.reply", "server.reply"]  # request/reply: every JSON channel has both
+    assert sorted(game) == sorted(["client.hello", "client.move", "client.ping", "server.board", "server.error", "server.moved", *replies])
+    assert sorted(messages_of(document, "root")) == sorted(["client.hello", "server.error", *replies])
     move = game["client.move"]
     assert move["name"] == "move" and move["title"] == "Move"
     assert move["description"] == "Move a piece.\n\nThe other player gets ``moved`` too."  # the handler's docstring
@@ -167,7 +168,7 @@ def test_error_frame_lists_the_codes_the_channel_can_send() -> None:
         key: messages_of(document, key)["server.error"]["payload"]["allOf"][1]["properties"]["code"]["enum"]
         for key in ("game", "root")
     }
-    builtin = ["invalid_json", "invalid_message", "unknown_type", "validation_error", "internal_error"]
+    builtin = ["invalid_json", "invalid_message", "unknown_type", "validation_error", "internal_error", "unknown_ref"]
     assert codes["root"] == [*builtin, "rate_limited"]  # the lobby's middleware answers with an error frame
     assert codes["game"] == [*builtin, "rate_limited", "illegal_move"]  # the lobby serves /game too
 
@@ -236,7 +237,7 @@ def test_raw_channel_and_catch_all() -> None:
     }  # fmt: skip
     catch_all = messages_of(document, "any")["client.any_type"]
     assert catch_all["name"] == "*" and catch_all["payload"] == {"$ref": "#/components/schemas/BaseMessage"}
-    assert "export type ClientMessage = BaseMessage;" in typescript_declarations(document)
+    assert "export type ClientMessage = BaseMessage | ReplyFrame;" in typescript_declarations(document)
 
 
 def test_message_types_that_are_not_keys_are_renamed() -> None:
@@ -279,8 +280,8 @@ def test_typescript_declares_an_interface_per_model_and_the_two_unions() -> None
     assert board + "  scores?: ({\n    [key: string]: number;\n  } | null)[];\n}" in text
     assert "export type ClientPing = BaseMessage & {\n  type: \"ping\";\n};" in text
     assert "export type ClientMessage = Move | ClientPing | BaseMessage & " not in text
-    assert "export type ClientMessage = Move | ClientPing | ClientHello;" in text
-    assert "export type ServerMessage = Board | Moved | ServerError | ServerError2;" in text
+    assert "export type ClientMessage = Move | ClientPing | ClientHello | ReplyFrame;" in text
+    assert "export type ServerMessage = Board | Moved | ReplyFrame | ServerError | ServerError2;" in text
 
 
 def test_docs_page_escapes_what_it_shows() -> None:
@@ -410,6 +411,6 @@ def test_commands_write_the_document_and_the_declarations(
         "description": 'A WebSocket API: JSON text frames, each an object routed by its "type" field.',
     }  # fmt: skip
     assert main(["typescript", "pingapp:server", "--app-dir", str(tmp_path)]) == 0
-    assert "export type ServerMessage = Pong | ServerError;" in capsys.readouterr().out
+    assert "export type ServerMessage = Pong | ReplyFrame | ServerError;" in capsys.readouterr().out
     assert main(["typescript", "pingapp:nothing", "--app-dir", str(tmp_path)]) == 1
     assert "aiows: error: module 'pingapp' has no attribute 'nothing'" in capsys.readouterr().err

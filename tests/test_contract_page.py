@@ -42,7 +42,8 @@ def test_docs_page_shows_the_contract_without_console_errors(chat_port: int, bro
     assert ["room", "string", "required", "min length 1, max length 64", ""] in rows
     assert ["name", "string", "optional", 'min length 1, max length 32, default "anonymous"', ""] in rows
     assert json.loads(join.find_element(By.TAG_NAME, "pre").text) == {
-        "type": "join", "timestamp": "2026-01-01T12:00:00Z", "room": "text", "name": "anonymous"
+        "type": "join", "timestamp": "2026-01-01T12:00:00Z", "room": "text", "name": "anonymous", "offset": None,
+        "epoch": None,
     }  # fmt: skip
     error = browser.find_element(By.ID, "root-server.error")
     assert '"not_in_room"' in error.text and "ErrorDetail" in error.text  # the app's code; the nested type's link

@@ -147,7 +147,7 @@ export function greet(socket: { send(data: string): void }): void {
 export function show(message: ServerMessage): string {
   switch (message.type) {
     case "said":
-      return `${message.name} in ${message.room}: ${message.text}`;
+      return `${message.name}: ${message.text}`;
     case "members":
       return `${message.count} in ${message.room}`;
     case "error":

@@ -21,7 +21,7 @@ from pydantic.json_schema import JsonSchemaMode
 from ..messages import message_type_of
 from .collect import Channel, channels
 from .examples import example_of
-from .frames import Auth, AuthOk, ErrorFrame
+from .frames import Auth, AuthOk, ErrorFrame, ReplyFrame
 
 if TYPE_CHECKING:
     from ..server import WebSocketServer
@@ -163,6 +163,8 @@ class _Builder:
         for item in channel.outgoing:
             if isinstance(item, type) and issubclass(item, BaseModel):
                 messages.append(self.message("server", message_type_of(item), item, item.__doc__))
+        messages.append(self.message("client", "reply", ReplyFrame, "The answer to the server's request (its ref)."))
+        messages.append(self.message("server", "reply", ReplyFrame, "The answer to a message that carried a ref."))
         error = self.message("server", "error", (ErrorFrame, tuple(channel.error_codes)), ErrorFrame.__doc__)
         return [*messages, error]
 

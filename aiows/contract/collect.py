@@ -23,8 +23,15 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILTIN_ERROR_CODES", "Auth", "Channel", "Incoming", "channels"]
 
-#: The error codes dispatch itself sends, for every JSON channel.
-BUILTIN_ERROR_CODES = ("invalid_json", "invalid_message", "unknown_type", "validation_error", "internal_error")
+#: The error codes dispatch itself sends (``unknown_ref``: a client's reply that no request waits for).
+BUILTIN_ERROR_CODES = (
+    "invalid_json",
+    "invalid_message",
+    "unknown_type",
+    "validation_error",
+    "internal_error",
+    "unknown_ref",
+)
 
 
 @dataclass(frozen=True)

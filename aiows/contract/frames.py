@@ -6,7 +6,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Auth", "AuthOk", "ErrorDetail", "ErrorFrame"]
+__all__ = ["Auth", "AuthOk", "ErrorDetail", "ErrorFrame", "ReplyFrame"]
 
 
 class ErrorDetail(BaseModel):
@@ -28,6 +28,17 @@ class ErrorFrame(BaseModel):
     code: str
     message: str
     errors: list[ErrorDetail] = Field(default_factory=list)
+    ref: Union[str, int, None] = Field(None, description='The "ref" of the message that failed, when it carried one.')
+
+
+class ReplyFrame(BaseModel):
+    """A reply: the answer to a message that carried a ``"ref"`` (from the server: the handler's return value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["reply"] = "reply"
+    ref: Union[str, int] = Field(description="The message's ref: a string (64 characters at most) or an integer.")
+    data: Any = None
 
 
 class Auth(BaseModel):
