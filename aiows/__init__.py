@@ -29,6 +29,8 @@ from .router import Router
 from .server import RunningServer, WebSocketServer
 from .websocket import WebSocket
 
+from . import client  # noqa: E402  (aiows.client.connect: the Python client; last, it imports the rest)
+
 #: The version of this aiows package.
 __version__ = "0.1.0"
 
@@ -53,4 +55,5 @@ __all__ = [
     "WebSocket",
     "WebSocketServer",
     "__version__",
+    "client",
 ]

@@ -40,17 +40,23 @@ class ServerOptions:
     send_timeout: float | None = None
     max_queue: int | None = 16
     max_concurrent_handlers: int = 1
+    max_pending_requests: int = 64
     max_connections: int | None = None
     max_connections_per_ip: int | None = None
     max_connections_per_ip_per_minute: int | None = None
     origins: tuple[str, ...] | None = None
     trusted_proxies: tuple[str, ...] = ()
     health_path: str | None = "/healthz"
+    asyncapi_path: str | None = "/asyncapi.json"
+    docs_path: str | None = "/docs"
+    title: str = "aiows app"
+    version: str = "0.1.0"
     shutdown_grace: float = 10.0
     outgoing_queue_size: int = 256
     outgoing_overflow: Literal["close", "drop_oldest"] = "close"
     transport: str = "websockets"
     loop: str = "auto"
+    client_script_path: str | None = "/aiows.js"
 
     def __post_init__(self) -> None:
         if self.compression not in (None, "deflate"):
@@ -68,10 +74,18 @@ class ServerOptions:
             )
         if self.max_concurrent_handlers < 1:
             raise ValueError("max_concurrent_handlers must be at least 1")
+        if self.max_pending_requests < 1:
+            raise ValueError(f"max_pending_requests must be at least 1, not {self.max_pending_requests}")
+        if self.client_script_path is not None and not self.client_script_path.startswith("/"):
+            raise ValueError(f"client_script_path must start with '/' (or be None), not {self.client_script_path!r}")
         if self.outgoing_queue_size < 1:
             raise ValueError(f"outgoing_queue_size must be at least 1, not {self.outgoing_queue_size}")
         if self.outgoing_overflow not in ("close", "drop_oldest"):
             raise ValueError(f'outgoing_overflow must be "close" or "drop_oldest", not {self.outgoing_overflow!r}')
+        for name in ("health_path", "asyncapi_path", "docs_path"):
+            path = getattr(self, name)
+            if path is not None and not path.startswith("/"):
+                raise ValueError(f"{name} must start with '/' (or be None to turn it off), not {path!r}")
         for name in ("max_message_size", "max_queue", "max_connections", "max_connections_per_ip"):
             value = getattr(self, name)
             if value is not None and value < 1:

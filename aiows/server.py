@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +17,7 @@ from .broadcast.memory import MemoryBackend
 from .chain import MessageStep, compose_connect, compose_disconnect, compose_message, count_routers
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
-from .http import HTTPHandler
+from .http import HTTPHandler, HTTPRequest, HTTPResponse
 from .middleware.base import BaseMiddleware
 from .options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
 from .proxies import TrustedProxies
@@ -110,18 +111,24 @@ class WebSocketServer:
         send_timeout: float | None = None,
         max_queue: int | None = 16,
         max_concurrent_handlers: int = 1,
+        max_pending_requests: int = 64,
         max_connections: int | None = None,
         max_connections_per_ip: int | None = None,
         max_connections_per_ip_per_minute: int | None = None,
         origins: Sequence[str] | None = None,
         trusted_proxies: Sequence[str] = (),
         health_path: str | None = "/healthz",
+        asyncapi_path: str | None = "/asyncapi.json",
+        docs_path: str | None = "/docs",
+        title: str = "aiows app",
+        version: str = "0.1.0",
         shutdown_grace: float = 10.0,
         broadcast: BroadcastBackend | None = None,
         outgoing_queue_size: int = 256,
         outgoing_overflow: OverflowPolicy = "close",
         transport: str = "websockets",
         loop: str = "auto",
+        client_script_path: str | None = "/aiows.js",
     ) -> None:
         #: Every option, checked (``aiows.options.ServerOptions``).
         self.options = ServerOptions(
@@ -135,17 +142,23 @@ class WebSocketServer:
             send_timeout=send_timeout,
             max_queue=max_queue,
             max_concurrent_handlers=max_concurrent_handlers,
+            max_pending_requests=max_pending_requests,
             max_connections=max_connections,
             max_connections_per_ip=max_connections_per_ip,
             max_connections_per_ip_per_minute=max_connections_per_ip_per_minute,
             origins=None if origins is None else tuple(origins),
             trusted_proxies=tuple(trusted_proxies),
             health_path=health_path,
+            asyncapi_path=asyncapi_path,
+            docs_path=docs_path,
+            title=title,
+            version=version,
             shutdown_grace=shutdown_grace,
             outgoing_queue_size=outgoing_queue_size,
             outgoing_overflow=outgoing_overflow,
             transport=transport,
             loop=loop,
+            client_script_path=client_script_path,
         )
         self.middlewares: list[BaseMiddleware] = []
         self.mounts: list[tuple[Router, str | None]] = []
@@ -153,6 +166,8 @@ class WebSocketServer:
         self.running: RunningServer | None = None
         #: Rooms, fan-out and presence; ``broadcast()`` and ``room_members()`` use it.
         self.hub = Hub(self, broadcast or MemoryBackend(), outgoing_queue_size, outgoing_overflow)
+        if client_script_path is not None:
+            self.add_http_route(client_script_path, client_script)
 
     async def broadcast(
         self,
@@ -169,12 +184,39 @@ class WebSocketServer:
         it on its bounded outgoing queue (``outgoing_queue_size``). With a
         shared backend it reaches the connections of every server. Returns
         the number of this server's connections it was written or queued for.
+
+        With a backend that keeps history (``history_size > 0``), a broadcast to
+        a room is stored and numbered first: each delivery is the JSON object
+        plus ``"room"``, ``"offset"`` and ``"epoch"``, and ``data`` that is not
+        a JSON object, or already has one of those keys, raises
+        ``ValueError``. Raises ``aiows.exceptions.BackendUnavailable`` when
+        the history cannot be reached (nothing was sent then).
         """
         return await self.hub.broadcast(data, room, exclude)
 
     async def room_members(self, room: str) -> int:
         """The number of connections in ``room``, across every server sharing the backend."""
         return await self.hub.room_members(room)
+
+    async def presence(self, room: str) -> dict[str, Any]:
+        """``{"connections": N, "users": [...]}``: who is in ``room``, across every server sharing the backend.
+
+        ``users`` are the distinct ``websocket.context["user_id"]`` values (set
+        by ``AuthMiddleware``) of the room's connections, sorted; connections
+        without one count in ``connections`` only. Like ``room_members()``, a
+        server that stopped refreshing its presence drops out after the
+        backend's ``presence_ttl``.
+        """
+        return await self.hub.presence(room)
+
+    async def room_position(self, room: str) -> dict[str, Any]:
+        """``{"epoch": E, "offset": N}``: ``room``'s last publication (offset 0: none yet), with a history backend.
+
+        A client that stores it with a snapshot it got from the app can later
+        ``join(room, offset=N, epoch=E)`` and receive every publication since.
+        Raises ``RuntimeError`` when the backend keeps no history.
+        """
+        return await self.hub.room_position(room)
 
     @property
     def broadcast_stats(self) -> BroadcastStats:
@@ -208,8 +250,14 @@ class WebSocketServer:
     def add_http_route(self, path: str, handler: HTTPHandler) -> None:
         """Answer plain HTTP GET requests for ``path`` with ``handler(request) -> HTTPResponse``.
 
-        The handler must be synchronous (it runs inside the handshake).
+        The handler must be synchronous (it runs inside the handshake). The
+        paths of the built-in endpoints (``health_path``, ``asyncapi_path``,
+        ``docs_path``) are refused: turn the endpoint off or move it first.
         """
+        options = self.options
+        for option in ("health_path", "asyncapi_path", "docs_path"):
+            if path == getattr(options, option):
+                raise RouterError(f"{path} is the {option} endpoint: pass {option}=None or another path to use it")
         self.http_routes[path] = handler
 
     def route_table(self, routers: list[Router]) -> RouteTable:
@@ -315,6 +363,22 @@ class WebSocketServer:
             await stop.wait()
             grace = self.options.shutdown_grace
             print(f"aiows: shutting down (grace {grace:g} s)", file=sys.stderr, flush=True)
+
+
+#: The browser client (``aiows/static/aiows.js``), read once when first asked for.
+_client_script: bytes | None = None
+
+
+def client_script(request: HTTPRequest) -> HTTPResponse:
+    """The dependency-free browser client, served at ``client_script_path`` (``/aiows.js``)."""
+    global _client_script
+    if _client_script is None:
+        _client_script = (Path(__file__).resolve().parent / "static" / "aiows.js").read_bytes()
+    return HTTPResponse(
+        body=_client_script,
+        content_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 T = TypeVar("T")

@@ -7,6 +7,8 @@
 - ``bash``: the files a command names exist, the extras it installs are declared, the ``aiows`` options it
   passes are the command's own.
 - ``ini`` and ``toml``: they parse.
+- ``html``: each inline ``<script>`` parses as JavaScript (``node --check``; skipped without Node).
+- ``ts``: only in the contract guide, whose TypeScript tests/test_contract_tools.py compiles with ``tsc --strict``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import configparser
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +35,8 @@ from aiows import WebSocketServer
 from aiows.testing import TestClient
 from doc_blocks import DOCS, README, ROOT, Block, all_blocks, blocks
 
-LANGUAGES = {"python", "bash", "ini", "toml"}
+LANGUAGES = {"python", "bash", "ini", "toml", "html", "ts"}
+COMMANDS = ("", "run", "asyncapi", "typescript")
 PYTHON = [block for block in all_blocks("python") if not block.fragment]
 FRAGMENTS = [block for block in all_blocks("python") if block.fragment]
 
@@ -114,11 +118,11 @@ def test_python_block_passes_mypy_strict(block: Block, mypy_errors: dict[str, li
 
 @pytest.fixture(scope="module")
 def aiows_options() -> dict[str, str]:
-    """What ``aiows --help`` and ``aiows run --help`` print, by subcommand (``""`` for the top level)."""
+    """What ``aiows --help`` and each ``aiows COMMAND --help`` print, by command (``""`` for the top level)."""
     run = [sys.executable, "-m", "aiows"]
     return {
         command: subprocess.run([*run, *command.split(), "--help"], capture_output=True, text=True, check=True).stdout
-        for command in ("", "run")
+        for command in COMMANDS
     }
 
 
@@ -158,9 +162,11 @@ def problems(words: list[str], options: dict[str, str]) -> list[str]:
         if "-r" in args and not (ROOT / args[args.index("-r") + 1]).exists():
             wrong.append(f"{args[args.index('-r') + 1]} does not exist")
     if program == "aiows":
-        command = "run" if args[:1] == ["run"] else ""
+        command = args[0] if args and not args[0].startswith("-") else ""
+        if command not in options:
+            return [f"aiows has no command {command!r}"]
         for arg in args:
-            if arg.startswith("--") and f"{arg.partition('=')[0]} " not in options[command].replace("\n", " ").replace(",", " "):
+            if arg.startswith("-") and f" {arg.partition('=')[0]} " not in options[command].replace("\n", " ").replace(",", " "):
                 wrong.append(f"aiows {command} has no option {arg}")
     return wrong
 
@@ -176,8 +182,12 @@ def test_bash_block_names_what_exists(block: Block, aiows_options: dict[str, str
 
 def test_the_bash_check_finds_what_is_wrong(aiows_options: dict[str, str]) -> None:
     code = 'pip install ".[test,nosuch]" && python examples/nosuch.py\naiows run app:server --workers 2 --nosuch  # x'
+    code += "\naiows typescript app:server -o x.ts -z\naiows nosuch app:server"
     found = [problem for words in commands(code) for problem in problems(words, aiows_options)]
-    assert found == ["no extra 'nosuch'", "examples/nosuch.py does not exist", "aiows run has no option --nosuch"]
+    assert found == [
+        "no extra 'nosuch'", "examples/nosuch.py does not exist", "aiows run has no option --nosuch",
+        "aiows typescript has no option -z", "aiows has no command 'nosuch'",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("block", all_blocks("ini"), ids=ids(all_blocks("ini")))
@@ -197,6 +207,27 @@ def test_the_readmes_links_reach_files_of_the_repository() -> None:
     assert [target for target in local if not (ROOT / target).exists()] == []
 
 
+HTML = all_blocks("html")
+
+
+@pytest.mark.parametrize("block", HTML, ids=ids(HTML))
+def test_html_block_scripts_parse(block: Block, tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("needs Node (apt-get install nodejs)")
+    scripts = re.findall(r"<script>(.*?)</script>", block.code, flags=re.DOTALL)
+    assert scripts, f"{block.name}: no inline script"
+    for number, script in enumerate(scripts):
+        path = tmp_path / f"script{number}.js"
+        path.write_text(script)
+        result = subprocess.run(["node", "--check", str(path)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{block.name}:\n{result.stderr}"
+
+
+def test_typescript_blocks_are_the_contract_guides() -> None:
+    pages = {block.page for block in all_blocks("ts")}
+    assert pages == {DOCS / "guides" / "contract.md"}, "tests/test_contract_tools.py compiles only that page's ts"
+
+
 def load_block(page: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run the one python block of ``page`` that contains ``marker`` with ``run()`` made a no-op; return its globals."""
     (block,) = [block for block in blocks(page) if block.language == "python" and marker in block.code]
@@ -207,7 +238,7 @@ def load_block(page: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> dict
 
 
 async def test_rooms_block_serves_the_messages_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    server = load_block(DOCS / "guides" / "rooms.md", '@router.message("join")', monkeypatch)["server"]
+    server = load_block(DOCS / "guides" / "rooms.md", "class Said(BaseModel):", monkeypatch)["server"]
     async with TestClient(server) as client:
         async with client.connect() as ann, client.connect() as bob:
             for ws, members in ((ann, 1), (bob, 2)):

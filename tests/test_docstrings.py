@@ -3,7 +3,8 @@
 Checked in the source (the compiled build keeps no comments): each module; each class and function that its
 ``__all__`` lists (or, without one, that has no leading underscore); each public method of those classes,
 unless it overrides a documented method of an aiows base class or implements a library's callback (a class
-with a base from outside aiows: ``asyncio.BufferedProtocol``, ``logging.Filter``...); each public module
+with a base from outside aiows: ``asyncio.BufferedProtocol``, ``logging.Filter``...) or is an ``@overload``
+signature; each public module
 constant, documented by a ``#:`` comment on the line above it or a string right below it.
 """
 
@@ -27,6 +28,11 @@ def public_names(tree: ast.Module) -> set[str] | None:
 
 def is_public(name: str, listed: set[str] | None) -> bool:
     return name in listed if listed is not None else not name.startswith("_")
+
+
+def overload(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """An ``@overload`` signature: the implementation below it carries the docstring."""
+    return any(getattr(decorator, "id", getattr(decorator, "attr", "")) == "overload" for decorator in function.decorator_list)
 
 
 def classes() -> dict[str, ast.ClassDef]:
@@ -74,6 +80,7 @@ def undocumented(path: Path, index: dict[str, ast.ClassDef], root: Path = PACKAG
                     if (
                         isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef))
                         and not member.name.startswith("_")
+                        and not overload(member)
                         and not ast.get_docstring(member)
                         and not documented_elsewhere(node, member.name, index)
                     ):

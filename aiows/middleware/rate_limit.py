@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
+from ..exceptions import RateLimitedError
 from ..types import DisconnectHandler, JSONObject, MessageNext
 from ..websocket import WebSocket
 from .base import BaseMiddleware
@@ -46,7 +47,9 @@ class RateLimitingMiddleware(BaseMiddleware):
       ``per="ip"``: one budget per ``websocket.client_ip``.
     - ``on_limit="close"`` (default): close the connection with 4429.
       ``on_limit="error"``: answer ``{"type": "error", "code": "rate_limited",
-      ...}``, drop the message and keep the connection open.
+      ...}`` (it raises ``aiows.exceptions.RateLimitedError``, which the
+      dispatcher turns into that frame), drop the message and keep the
+      connection open.
     - At most ``max_keys`` budgets are kept. A budget that has refilled to
       full is the same as a fresh one, so it is forgotten; past ``max_keys``
       the least recently used budgets are forgotten first.
@@ -144,11 +147,9 @@ class RateLimitingMiddleware(BaseMiddleware):
             return await handler(websocket, message)
         if self.on_limit == "close":
             await websocket.close(RATE_LIMITED, "rate limit exceeded")
-        else:
-            await websocket.send_json(
-                {"type": "error", "code": "rate_limited", "message": "rate limit exceeded: message dropped"}
-            )
-        return None
+            return None
+        # Raised, not sent here: the dispatcher answers it like any error, with the message's "ref" if it has one.
+        raise RateLimitedError("rate limit exceeded: message dropped")
 
     async def on_disconnect(self, handler: DisconnectHandler, websocket: WebSocket, reason: str) -> Any:
         self._buckets.pop(websocket, None)
