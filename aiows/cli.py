@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import importlib
 import importlib.metadata
 import logging
@@ -24,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+import ssl
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -31,6 +33,7 @@ from typing import Any
 from . import COMPILED, __version__
 from .broadcast.memory import MemoryBackend
 from .server import WebSocketServer
+from .tls import TLSError, server_context
 
 __all__ = ["AppLoadError", "import_server", "main", "version_text"]
 
@@ -115,7 +118,39 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: info)")
     run.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
     run.add_argument("--reload", action="store_true", help="restart when a .py file changes (needs aiows[reload])")
+    tls = run.add_argument_group("TLS (wss:// and HTTPS on the same port)")
+    tls.add_argument("--certfile", help="the server's certificate chain (PEM); turns TLS on")
+    tls.add_argument("--keyfile", help="its private key (PEM; default: in the certificate file)")
+    tls.add_argument("--ca-certs", help="require client certificates signed by these CAs (PEM; mutual TLS)")
     return parser
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """What each serving process needs (picklable: worker processes are spawned with it)."""
+
+    app: str
+    app_dir: str
+    host: str
+    port: int
+    log_level: str
+    certfile: str | None = None
+    keyfile: str | None = None
+    ca_certs: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A TLS context from the certificate files, or ``None`` without ``certfile`` (``TLSError``: unusable files)."""
+        if self.certfile is None:
+            return None
+        return server_context(self.certfile, self.keyfile, ca_certs=self.ca_certs)
+
+    def serve(self, **run_options: Any) -> None:
+        """Import the app and serve it in this process until SIGTERM or Ctrl-C."""
+        import_server(self.app, self.app_dir).run(self.host, self.port, ssl=self.ssl_context(), **run_options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +173,15 @@ def _run(args: argparse.Namespace) -> int:
         return _error("--workers > 1 needs SO_REUSEPORT load balancing, which aiows supports on Linux only")
     if args.reload and args.workers > 1:
         return _error("--reload runs one worker: drop --workers")
+    if args.certfile is None and (args.keyfile is not None or args.ca_certs is not None):
+        return _error("--keyfile and --ca-certs need --certfile (the server's certificate)")
+    launch = Launch(
+        args.app, args.app_dir, args.host, args.port, args.log_level, args.certfile, args.keyfile, args.ca_certs
+    )
+    try:
+        launch.ssl_context()  # unusable certificate files fail here, before any worker starts
+    except TLSError as exc:
+        return _error(str(exc))
     try:
         server = import_server(args.app, args.app_dir)
     except AppLoadError as exc:
@@ -147,10 +191,12 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _error(f"cannot listen on {args.host}:{args.port}: {exc}")
     port = reserved[0].getsockname()[1]
+    launch = dataclasses.replace(launch, port=port)
     compiled = "yes" if COMPILED else "no"
+    scheme = "wss" if launch.tls else "ws"
     for sock in reserved:
         host = sock.getsockname()[0]
-        url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+        url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {server.options.transport})")
     if args.workers > 1 and isinstance(server.hub.backend, MemoryBackend):
         _say("note: with the in-memory broadcast backend, rooms do not span workers; use the Redis backend")
@@ -158,12 +204,12 @@ def _run(args: argparse.Namespace) -> int:
         for sock in reserved:  # a single process needs no SO_REUSEPORT: free the port for it
             sock.close()
         if args.reload:
-            return _run_reload(args, port)
-        _configure_logging(args.log_level)
-        server.run(args.host, port)
+            return _run_reload(launch)
+        _configure_logging(launch.log_level)
+        server.run(launch.host, port, ssl=launch.ssl_context())
         return 0
     try:
-        return _Supervisor(args, port).run()
+        return _Supervisor(launch, args.workers).run()
     finally:
         for sock in reserved:
             sock.close()
@@ -203,14 +249,14 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
 
 
-def _worker(spec: str, app_dir: str, host: str, port: int, log_level: str) -> None:
+def _worker(launch: Launch) -> None:
     """A worker process: serve on the shared port until SIGTERM (sent by the supervisor)."""
     os.setpgrp()  # Ctrl-C reaches the supervisor only; it asks each worker once to stop
     parent = multiprocessing.parent_process()
     if parent is not None:  # stop if the supervisor is killed
         threading.Thread(target=_stop_when_parent_dies, args=(parent,), daemon=True).start()
-    _configure_logging(log_level)
-    import_server(spec, app_dir).run(host, port, reuse_port=True)
+    _configure_logging(launch.log_level)
+    launch.serve(reuse_port=True)  # each worker builds its own TLS context (contexts cannot be pickled)
 
 
 def _stop_when_parent_dies(parent: multiprocessing.process.BaseProcess) -> None:
@@ -230,9 +276,9 @@ def _describe_exit(code: int | None) -> str:
 class _Supervisor:
     """Starts the workers, restarts the ones that die, and stops them all on SIGINT/SIGTERM."""
 
-    def __init__(self, args: argparse.Namespace, port: int) -> None:
-        self.args = args
-        self.port = port
+    def __init__(self, launch: Launch, workers: int) -> None:
+        self.launch = launch
+        self.count = workers
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, multiprocessing.process.BaseProcess] = {}
         self.restarts: collections.deque[float] = collections.deque()
@@ -240,12 +286,7 @@ class _Supervisor:
         self.wake_read, self.wake_write = os.pipe()
 
     def start(self, slot: int) -> None:
-        args = self.args
-        process = self.context.Process(
-            target=_worker,
-            args=(args.app, args.app_dir, args.host, self.port, args.log_level),
-            name=f"aiows-worker-{slot}",
-        )
+        process = self.context.Process(target=_worker, args=(self.launch,), name=f"aiows-worker-{slot}")
         process.start()
         self.workers[slot] = process
         _say(f"worker {slot} started (pid {process.pid})")
@@ -267,7 +308,7 @@ class _Supervisor:
             os.close(self.wake_write)
 
     def _supervise(self) -> int:
-        for slot in range(1, self.args.workers + 1):
+        for slot in range(1, self.count + 1):
             self.start(slot)
         while not self.signals:
             sentinels: list[Any] = [process.sentinel for process in self.workers.values()]
@@ -309,27 +350,25 @@ class _Supervisor:
                 process.join()
 
 
-def _run_reload(args: argparse.Namespace, port: int) -> int:
+def _run_reload(launch: Launch) -> int:
     try:
         import watchfiles
     except ImportError:
         return _error("--reload needs watchfiles: pip install 'aiows[reload]'")
-    _say(f"watching {os.path.abspath(args.app_dir)} for changes")
+    _say(f"watching {os.path.abspath(launch.app_dir)} for changes")
     watchfiles.run_process(
-        args.app_dir,
+        launch.app_dir,
         target=_reload_target,
-        args=(args.app, args.app_dir, args.host, port, args.log_level),
+        args=(launch,),
         watch_filter=watchfiles.PythonFilter(),
         callback=lambda changes: _say(f"{len(changes)} file(s) changed: restarting"),
     )
     return 0
 
 
-def _reload_target(spec: str, app_dir: str, host: str, port: int, log_level: str) -> None:
-    _configure_logging(log_level)
+def _reload_target(launch: Launch) -> None:
+    _configure_logging(launch.log_level)
     try:
-        server = import_server(spec, app_dir)
+        launch.serve()
     except AppLoadError as exc:
         _error(str(exc))
-        return
-    server.run(host, port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl as ssl_module
 import sys
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -217,7 +218,13 @@ class WebSocketServer:
         )
 
     def serve(
-        self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False, backlog: int = DEFAULT_BACKLOG
+        self,
+        host: str = "localhost",
+        port: int = 8000,
+        *,
+        reuse_port: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> RunningServer:
         """Serve in the running event loop: ``async with server.serve(host, 0) as running:``.
 
@@ -225,8 +232,10 @@ class WebSocketServer:
         block shuts the server down gracefully (see ``RunningServer.shutdown``).
         ``reuse_port=True`` sets ``SO_REUSEPORT`` so several processes share the port;
         ``backlog`` is how many connections the kernel queues before they are accepted.
+        ``ssl`` (an ``ssl.SSLContext``, see ``aiows.tls.server_context``) serves
+        ``wss://`` and HTTPS; the TLS handshake must end within ``open_timeout``.
         """
-        return RunningServer(self, host, port, reuse_port=reuse_port, backlog=backlog)
+        return RunningServer(self, host, port, reuse_port=reuse_port, backlog=backlog, ssl=ssl)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut the running server down gracefully (see ``RunningServer.shutdown``)."""
@@ -234,15 +243,23 @@ class WebSocketServer:
             await self.running.shutdown(grace)
 
     def run(
-        self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False, backlog: int = DEFAULT_BACKLOG
+        self,
+        host: str = "localhost",
+        port: int = 8000,
+        *,
+        reuse_port: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return."""
+        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return (``ssl``: see ``serve()``)."""
         try:
-            run_with_loop(self.options.loop, self._run_until_signal(host, port, reuse_port, backlog))
+            run_with_loop(self.options.loop, self._run_until_signal(host, port, reuse_port, backlog, ssl))
         except KeyboardInterrupt:
             pass
 
-    async def _run_until_signal(self, host: str, port: int, reuse_port: bool, backlog: int) -> None:
+    async def _run_until_signal(
+        self, host: str, port: int, reuse_port: bool, backlog: int, ssl: ssl_module.SSLContext | None
+    ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -250,7 +267,7 @@ class WebSocketServer:
                 loop.add_signal_handler(signum, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        async with self.serve(host, port, reuse_port=reuse_port, backlog=backlog) as running:
+        async with self.serve(host, port, reuse_port=reuse_port, backlog=backlog, ssl=ssl) as running:
             print(f"aiows: serving on {running.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
             await stop.wait()
             grace = self.options.shutdown_grace
@@ -278,12 +295,15 @@ class RunningServer:
         *,
         reuse_port: bool = False,
         backlog: int = DEFAULT_BACKLOG,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
         self.reuse_port = reuse_port
         self.backlog = backlog
+        #: The TLS context (``None``: plain ``ws://``).
+        self.ssl = ssl
         self._listener: Listener | None = None
         self._dispatcher: Dispatcher | None = None
         self._gate: ServerGate | None = None
@@ -311,9 +331,9 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        """``ws://host:port``, for clients."""
+        """``ws://host:port`` (``wss://`` with TLS), for clients."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'ws' if self.ssl is None else 'wss'}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Compose the chains and start listening."""
@@ -324,9 +344,12 @@ class RunningServer:
         await app.hub.attach(dispatcher)  # starts the broadcast backend
         try:
             serve = serve_function(app.options.transport)
-            self._listener = await serve(
-                gate, app.options, self.host, self.requested_port, reuse_port=self.reuse_port, backlog=self.backlog
-            )
+            listen: dict[str, Any] = {"reuse_port": self.reuse_port, "backlog": self.backlog}
+            if self.ssl is not None:
+                listen["ssl"] = self.ssl
+                if app.options.open_timeout is not None:  # a client that never finishes the TLS handshake
+                    listen["ssl_handshake_timeout"] = app.options.open_timeout
+            self._listener = await serve(gate, app.options, self.host, self.requested_port, **listen)
         except BaseException:
             await app.hub.detach(dispatcher)
             raise

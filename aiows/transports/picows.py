@@ -228,7 +228,9 @@ def _negotiate(front: Front, request: WSUpgradeRequest, path: str) -> tuple[Exte
 
 
 async def serve(gate: Gate, options: ServerOptions, host: str, port: int, **kwargs: Any) -> Listener:
-    """Listen on ``host:port`` with picows; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``)."""
+    """Listen on ``host:port`` with picows; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``,
+    ``ssl``, ``ssl_handshake_timeout``).
+    """
     front = Front(gate, options)
 
     def listener_factory(upgrade_request: WSUpgradeRequest) -> Any:

@@ -207,7 +207,9 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
 
 
 async def serve(gate: Gate, options: ServerOptions, host: str, port: int, **kwargs: Any) -> Listener:
-    """Listen on ``host:port``; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``)."""
+    """Listen on ``host:port``; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``,
+    ``ssl``, ``ssl_handshake_timeout``).
+    """
     front = Front(gate, options)
     server = await asyncio.get_running_loop().create_server(lambda: WebsocketsProtocol(front), host, port, **kwargs)
     return Listener(server, front.abort_handshakes)
