@@ -20,9 +20,11 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import platform
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import ssl
@@ -137,6 +139,8 @@ class Launch:
     certfile: str | None = None
     keyfile: str | None = None
     ca_certs: str | None = None
+    #: Where the workers share their metrics (``aiows.metrics``), with ``--workers N`` and ``metrics_path``.
+    metrics_dir: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -150,7 +154,10 @@ class Launch:
 
     def serve(self, **run_options: Any) -> None:
         """Import the app and serve it in this process until SIGTERM or Ctrl-C."""
-        import_server(self.app, self.app_dir).run(self.host, self.port, ssl=self.ssl_context(), **run_options)
+        server = import_server(self.app, self.app_dir)
+        if self.metrics_dir is not None and server.metrics is not None:
+            server.metrics.share(self.metrics_dir)
+        server.run(self.host, self.port, ssl=self.ssl_context(), **run_options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +207,9 @@ def _run(args: argparse.Namespace) -> int:
         _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {server.options.transport})")
     if args.workers > 1 and isinstance(server.hub.backend, MemoryBackend):
         _say("note: with the in-memory broadcast backend, rooms do not span workers; use the Redis backend")
+    if args.workers > 1 and server.metrics is not None:
+        launch = dataclasses.replace(launch, metrics_dir=tempfile.mkdtemp(prefix=f"aiows-metrics-{os.getpid()}-"))
+        _say(f"metrics: a scrape of any worker reports the sum over all of them ({server.options.metrics_path})")
     if args.workers == 1:
         for sock in reserved:  # a single process needs no SO_REUSEPORT: free the port for it
             sock.close()
@@ -213,6 +223,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         for sock in reserved:
             sock.close()
+        if launch.metrics_dir is not None:
+            shutil.rmtree(launch.metrics_dir, ignore_errors=True)
 
 
 def _reserve(host: str, port: int, *, shared: bool) -> list[socket.socket]:
@@ -319,6 +331,10 @@ class _Supervisor:
                 if process.is_alive():
                     continue
                 process.join()
+                if self.launch.metrics_dir is not None and process.pid is not None:
+                    from .metrics import mark_dead
+
+                    mark_dead(self.launch.metrics_dir, process.pid)
                 now = time.monotonic()
                 while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
                     self.restarts.popleft()

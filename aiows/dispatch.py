@@ -26,6 +26,7 @@ import orjson
 from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
 from .proxies import TrustedProxies
+from .stats import ANY_PATH, ServerCounters
 from .transports.base import CLOSED, OPEN, Link, Receiver
 from .types import RawHandler
 from .websocket import WebSocket, peer_ip
@@ -79,7 +80,12 @@ def valid_utf8(data: bytes) -> bool:
 
 
 class RouteTable:
-    """The chains that serve one request path, composed once."""
+    """The chains that serve one request path, composed once.
+
+    ``errors`` counts the error frames sent, by code (the server's
+    ``ServerCounters.errors``, shared by its tables); it is only touched on
+    the error paths.
+    """
 
     def __init__(
         self,
@@ -89,6 +95,7 @@ class RouteTable:
         connect: ConnectStep,
         disconnect: DisconnectStep,
         connect_passes: int,
+        errors: dict[str, int] | None = None,
     ) -> None:
         self.routes = routes
         self.fallback = fallback
@@ -96,6 +103,7 @@ class RouteTable:
         self.connect = connect
         self.disconnect = disconnect
         self.connect_passes = connect_passes
+        self.errors: dict[str, int] = {} if errors is None else errors
 
     async def admit(self, websocket: WebSocket) -> bool | None:
         """Run the connect chain; ``True`` if every part of it let the connection in.
@@ -123,38 +131,62 @@ class RouteTable:
         try:
             data = _loads(raw)
         except orjson.JSONDecodeError:
-            if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
-                websocket.link.fail(1007, "invalid UTF-8")
-                return
-            await send_error(websocket, "invalid_json", "message is not valid JSON")
+            await self.undecodable(websocket, text, raw)
             return
         if type(data) is not dict:
-            await send_error(websocket, "invalid_message", "message must be a JSON object")
+            await self.error(websocket, "invalid_message", "message must be a JSON object")
             return
         message_type = data.get("type")
         if not isinstance(message_type, str):
-            await send_error(websocket, "invalid_message", 'message must have a string "type"')
+            await self.error(websocket, "invalid_message", 'message must have a string "type"')
             return
         step = self.routes.get(message_type)
         if step is None:
             step = self.fallback
             if step is None:
-                # Not an f-string with !r: compiled, that goes through str.format (about 110 ns more, measured).
-                await send_error(websocket, "unknown_type", "no handler for message type " + repr(message_type))
+                await self.unknown(websocket, message_type)
                 return
         websocket.message_size = len(raw)
         try:
             await step.call(websocket, data)
-        except MessageValidationError as exc:
-            await send_error(websocket, exc.code, exc.message, exc.errors)
-        except AiowsException as exc:
-            if websocket.closed:
-                raise  # this client is gone: stop serving it
-            await send_error(websocket, exc.code, exc.message)
-        except Exception:
-            if websocket.closed:
-                raise
-            await internal_error(websocket, message_type)
+        except Exception as exc:
+            await self.failed(websocket, exc, message_type)
+
+    # The failures, shared with ``aiows.metering.MeteredRouteTable``: each returns the error frame's send to await.
+
+    def error(
+        self, websocket: WebSocket, code: str, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> Coroutine[Any, Any, None]:
+        """Count an error frame and return its send (``send_error``)."""
+        counts = self.errors
+        counts[code] = counts.get(code, 0) + 1
+        return send_error(websocket, code, message, errors)
+
+    async def undecodable(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
+        """A message that is not JSON: an ``invalid_json`` error frame, or close 1007 for text that is not UTF-8."""
+        if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
+            websocket.link.fail(1007, "invalid UTF-8")
+            return
+        await self.error(websocket, "invalid_json", "message is not valid JSON")
+
+    def unknown(self, websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
+        """The ``unknown_type`` error frame."""
+        # Not an f-string with !r: compiled, that goes through str.format (about 110 ns more, measured).
+        return self.error(websocket, "unknown_type", "no handler for message type " + repr(message_type))
+
+    def failed(self, websocket: WebSocket, exc: Exception, message_type: str) -> Coroutine[Any, Any, None]:
+        """The error frame for what the chain raised; raises ``exc`` again if the client is gone.
+
+        Call it in the ``except`` block (an internal error is logged with its traceback).
+        """
+        if isinstance(exc, MessageValidationError):
+            return self.error(websocket, exc.code, exc.message, exc.errors)
+        if websocket.closed:
+            raise exc  # this client is gone: stop serving it
+        if isinstance(exc, AiowsException):
+            return self.error(websocket, exc.code, exc.message)
+        logger.exception("handler for message type %r failed", message_type)
+        return self.error(websocket, "internal_error", "internal server error")
 
     async def handle_raw(self, websocket: WebSocket, text: bool, payload: bytes) -> None:
         """Give one message, unparsed (``str`` for text), to the raw handler; a failure is logged."""
@@ -185,9 +217,12 @@ class Session(Receiver):
         websocket: WebSocket,
         link: Link,
         loop: asyncio.AbstractEventLoop,
+        path: str = ANY_PATH,
     ) -> None:
         self.dispatcher = dispatcher
         self.table = table
+        #: The path of the routers serving it (``"*"``: those included without a path), for the counters.
+        self.path = path
         self.websocket = websocket
         self.link = link
         self.loop = loop
@@ -345,7 +380,10 @@ class Session(Receiver):
         if self.ended:
             return
         self.ended = True
-        self.dispatcher.connections.discard(self.websocket)
+        dispatcher = self.dispatcher
+        link = self.link
+        dispatcher.counters.connection_closed(self.path, dispatcher.transport, link.close_code, link.received)
+        dispatcher.connections.discard(self.websocket)
         if self.disconnects:
             self.task = spawn(self.loop, self.disconnect())
         else:
@@ -386,6 +424,8 @@ class Dispatcher:
         close_timeout: float | None = 10.0,
         max_concurrent_handlers: int = 1,
         trusted_proxies: TrustedProxies | None = None,
+        counters: ServerCounters | None = None,
+        transport: str = "websockets",
     ) -> None:
         self.tables = tables
         self.default = default
@@ -394,6 +434,10 @@ class Dispatcher:
         self.close_timeout = close_timeout
         self.max_concurrent_handlers = max_concurrent_handlers
         self.trusted_proxies = trusted_proxies
+        #: Connections opened and closed, error frames... (the server's ``ServerCounters``).
+        self.counters = ServerCounters() if counters is None else counters
+        #: The front-end's name (``ServerOptions.transport``), for the counters.
+        self.transport = transport
         self.connections: set[WebSocket] = set()
         self.sessions: set[Session] = set()
         self.server: WebSocketServer | None = None
@@ -415,7 +459,12 @@ class Dispatcher:
     def open(self, link: Link) -> None:
         """Serve a connection whose handshake completed."""
         request = link.request
-        table = self.table_for(urlsplit(request.path).path)
+        path = urlsplit(request.path).path
+        table = self.tables.get(path)
+        label = path
+        if table is None:
+            table = self.default
+            label = ANY_PATH
         if table is None:  # refused with HTTP 404 at the handshake; kept for safety
             link.close_soon(1008, "no route for this path")
             return
@@ -424,7 +473,8 @@ class Dispatcher:
             ip = self.trusted_proxies.client_ip(ip, request.headers)
         websocket = WebSocket(link, ip, self.send_timeout, self.close_timeout, self.server)
         loop = asyncio.get_running_loop()
-        session = Session(self, table, websocket, link, loop)
+        session = Session(self, table, websocket, link, loop, label)
+        self.counters.connection_opened(label, self.transport)
         link.receiver = session
         self.sessions.add(session)
         self._idle.clear()
@@ -490,12 +540,6 @@ class IdleWatch:
             websocket.link.close_soon(1001, "idle timeout")
         else:
             self.arm()
-
-
-def internal_error(websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
-    """Log the exception being handled with its traceback; tell the client nothing more (await the result)."""
-    logger.exception("handler for message type %r failed", message_type)
-    return send_error(websocket, "internal_error", "internal server error")
 
 
 def send_error(

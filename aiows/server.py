@@ -6,9 +6,10 @@ import asyncio
 import signal
 import ssl as ssl_module
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .admission import ServerGate
 from .broadcast.base import BroadcastBackend
@@ -23,10 +24,14 @@ from .options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
 from .proxies import TrustedProxies
 from .redaction import install_redaction
 from .router import Router
+from .stats import ServerCounters, ServerStats
 from .transports import serve_function
 from .transports.base import Listener
 from .types import RawHandler
 from .websocket import WebSocket
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 __all__ = ["DEFAULT_BACKLOG", "RunningServer", "WebSocketServer"]
 
@@ -75,6 +80,8 @@ class WebSocketServer:
         origins: Sequence[str] | None = None,
         trusted_proxies: Sequence[str] = (),
         health_path: str | None = "/healthz",
+        health_detail: bool = False,
+        metrics_path: str | None = None,
         shutdown_grace: float = 10.0,
         broadcast: BroadcastBackend | None = None,
         outgoing_queue_size: int = 256,
@@ -100,6 +107,8 @@ class WebSocketServer:
             origins=None if origins is None else tuple(origins),
             trusted_proxies=tuple(trusted_proxies),
             health_path=health_path,
+            health_detail=health_detail,
+            metrics_path=metrics_path,
             shutdown_grace=shutdown_grace,
             outgoing_queue_size=outgoing_queue_size,
             outgoing_overflow=outgoing_overflow,
@@ -112,6 +121,20 @@ class WebSocketServer:
         self.running: RunningServer | None = None
         #: Rooms, fan-out and presence; ``broadcast()`` and ``room_members()`` use it.
         self.hub = Hub(self, broadcast or MemoryBackend(), outgoing_queue_size, outgoing_overflow)
+        #: Connections, error frames and refusals counted since the server was created (see ``stats()``).
+        self.counters = ServerCounters()
+        #: The Prometheus metrics served at ``metrics_path`` (``None`` without it).
+        self.metrics: Metrics | None = None
+        if metrics_path is not None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
+
+    def stats(self) -> ServerStats:
+        """A snapshot of the server's counters: connections by path and transport, messages, error frames by
+        code, authentication failures, rate limiting, broadcast counters and uptime (``aiows.stats.ServerStats``).
+        """
+        return self.counters.snapshot(self)
 
     async def broadcast(
         self,
@@ -188,14 +211,17 @@ class WebSocketServer:
                     raw = router.raw_handler
         if raw is not None and (routes or fallback is not None):
             raise RouterError("a path served by a raw frame handler cannot also have JSON message handlers")
-        return RouteTable(
+        table = RouteTable(
             routes,
             fallback,
             raw,
             compose_connect(self.middlewares, routers),
             compose_disconnect(self.middlewares, routers),
             1 + count_routers(routers),
+            self.counters.errors,
         )
+        # Per-message counters only when metrics are served: a server without them counts nothing per message.
+        return table if self.metrics is None else self.metrics.metered(table)
 
     def dispatcher(self) -> Dispatcher:
         """Compose every path's route table and the connection manager."""
@@ -215,6 +241,8 @@ class WebSocketServer:
             close_timeout=options.close_timeout,
             max_concurrent_handlers=options.max_concurrent_handlers,
             trusted_proxies=proxies if proxies.networks else None,
+            counters=self.counters,
+            transport=options.transport,
         )
 
     def serve(
@@ -339,12 +367,20 @@ class RunningServer:
         """Compose the chains and start listening."""
         app = self.app
         install_redaction()  # keep tokens out of aiows' and its transports' log lines
+        if app.options.metrics_path is not None and app.metrics is None:  # options replaced since __init__
+            from .metrics import Metrics
+
+            app.metrics = Metrics(app)
+        elif app.options.metrics_path is None:
+            app.metrics = None
         dispatcher = self._dispatcher = app.dispatcher()
         gate = self._gate = ServerGate(app, dispatcher)
         await app.hub.attach(dispatcher)  # starts the broadcast backend
         try:
             serve = serve_function(app.options.transport)
             listen: dict[str, Any] = {"reuse_port": self.reuse_port, "backlog": self.backlog}
+            if app.metrics is not None:
+                listen["meter"] = app.metrics.link_meter
             if self.ssl is not None:
                 listen["ssl"] = self.ssl
                 if app.options.open_timeout is not None:  # a client that never finishes the TLS handshake
@@ -354,7 +390,11 @@ class RunningServer:
             await app.hub.detach(dispatcher)
             raise
         self._port = self._listener.sockets[0].getsockname()[1]
+        if app.running is None:
+            app.counters.started = time.monotonic()
         app.running = self
+        if app.metrics is not None:
+            app.metrics.start_sharing()
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut down gracefully; returns once every connection is closed.
@@ -377,6 +417,9 @@ class RunningServer:
         await self.app.hub.detach(self.dispatcher)
         if self.app.running is self:
             self.app.running = None
+            self.app.counters.started = None
+            if self.app.metrics is not None:
+                self.app.metrics.stop_sharing()
 
     async def close(self) -> None:
         """Shut down without a grace period: running handlers are cancelled."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
+from ..stats import record_failure
 from ..types import DisconnectHandler, JSONObject, MessageNext
 from ..websocket import WebSocket
 from .base import BaseMiddleware
@@ -143,8 +144,10 @@ class RateLimitingMiddleware(BaseMiddleware):
         if self.allow(self.key(websocket), _monotonic()):
             return await handler(websocket, message)
         if self.on_limit == "close":
+            record_failure(websocket, "rate_limit_close")
             await websocket.close(RATE_LIMITED, "rate limit exceeded")
         else:
+            record_failure(websocket, "rate_limit_error")
             await websocket.send_json(
                 {"type": "error", "code": "rate_limited", "message": "rate limit exceeded: message dropped"}
             )
