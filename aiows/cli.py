@@ -34,6 +34,8 @@ from typing import Any
 
 from . import COMPILED, __version__
 from .broadcast.memory import MemoryBackend
+from .logs import announce, configure_logging
+from .options import ServerOptions
 from .server import WebSocketServer
 from .tls import TLSError, server_context
 
@@ -47,6 +49,25 @@ RESTART_WINDOW = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
+
+#: What ``aiows run`` uses for a flag that is neither given nor set in the environment.
+RUN_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8000,
+    "workers": 1,
+    "log_level": "info",
+    "log_format": "text",
+    "certfile": None,
+    "keyfile": None,
+    "ca_certs": None,
+}
+
+#: The variables ``AiowsSettings`` reads (to tell a user without pydantic-settings that they are not read).
+SETTINGS_VARIABLES = frozenset(
+    f"AIOWS_{name.upper()}"
+    for name in (*RUN_DEFAULTS, "redis_url", *(field.name for field in dataclasses.fields(ServerOptions)))
+)
 
 
 class AppLoadError(Exception):
@@ -114,10 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="serve a WebSocketServer", description="Serve MODULE:SERVER until Ctrl-C or SIGTERM.")
     run.add_argument("app", metavar="MODULE:SERVER", help="where the WebSocketServer is, e.g. myapp:server")
-    run.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    run.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
-    run.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (Linux; default: 1)")
-    run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: info)")
+    # Defaults are None: a flag not given comes from AIOWS_* (AiowsSettings), else from RUN_DEFAULTS.
+    run.add_argument("--host", help="interface to listen on (default: 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default: 8000; 0 picks a free one)")
+    run.add_argument("--workers", type=_positive, help="processes sharing the port (Linux; default: 1)")
+    run.add_argument("--log-level", choices=LOG_LEVELS, help="logging level (default: info)")
+    run.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="text, or json: one JSON object per line (default: text)"
+    )
     run.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
     run.add_argument("--reload", action="store_true", help="restart when a .py file changes (needs aiows[reload])")
     tls = run.add_argument_group("TLS (wss:// and HTTPS on the same port)")
@@ -136,6 +161,7 @@ class Launch:
     host: str
     port: int
     log_level: str
+    log_format: str = "text"
     certfile: str | None = None
     keyfile: str | None = None
     ca_certs: str | None = None
@@ -172,10 +198,49 @@ def _error(message: str) -> int:
 
 
 def _say(message: str) -> None:
-    print(f"aiows: {message}", file=sys.stderr, flush=True)
+    announce(message)
+
+
+class _SettingsProblem(Exception):
+    pass
+
+
+def _environment() -> Any:
+    """``AiowsSettings()`` (the environment and ``.env``), or ``None`` without pydantic-settings."""
+    try:
+        from .settings import AiowsSettings, SettingsError
+    except ImportError:
+        used = sorted(name for name in os.environ if name in SETTINGS_VARIABLES)
+        if not used and os.path.exists(".env"):
+            with open(".env", encoding="utf-8", errors="replace") as dotenv:
+                used = [line.split("=", 1)[0].strip() for line in dotenv if line.split("=", 1)[0].strip() in SETTINGS_VARIABLES]
+        if used:
+            raise _SettingsProblem(
+                f"{used[0]} is set, but reading aiows settings from the environment needs pydantic-settings: "
+                'pip install "aiows[settings]"'
+            ) from None
+        return None
+    try:
+        return AiowsSettings()
+    except SettingsError as exc:
+        raise _SettingsProblem(str(exc)) from None
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    """Fill in the flags not given: from the environment (``AIOWS_*``, ``.env``), else the defaults."""
+    settings = _environment()
+    for name, default in RUN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default if settings is None else getattr(settings, name))
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        _resolve(args)
+    except _SettingsProblem as exc:
+        return _error(str(exc))
+    if args.log_format == "json":  # this process's own lines too (the workers configure their own logging)
+        configure_logging(args.log_level, "json")
     if args.workers > 1 and not (sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
         return _error("--workers > 1 needs SO_REUSEPORT load balancing, which aiows supports on Linux only")
     if args.reload and args.workers > 1:
@@ -183,8 +248,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.certfile is None and (args.keyfile is not None or args.ca_certs is not None):
         return _error("--keyfile and --ca-certs need --certfile (the server's certificate)")
     launch = Launch(
-        args.app, args.app_dir, args.host, args.port, args.log_level, args.certfile, args.keyfile, args.ca_certs
-    )
+        args.app, args.app_dir, args.host, args.port, args.log_level, args.log_format,
+        args.certfile, args.keyfile, args.ca_certs,
+    )  # fmt: skip
     try:
         launch.ssl_context()  # unusable certificate files fail here, before any worker starts
     except TLSError as exc:
@@ -215,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
             sock.close()
         if args.reload:
             return _run_reload(launch)
-        _configure_logging(launch.log_level)
+        _configure_logging(launch)
         server.run(launch.host, port, ssl=launch.ssl_context())
         return 0
     try:
@@ -257,8 +323,8 @@ def _reserve(host: str, port: int, *, shared: bool) -> list[socket.socket]:
     return sockets
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+def _configure_logging(launch: Launch) -> None:
+    configure_logging(launch.log_level, launch.log_format)
 
 
 def _worker(launch: Launch) -> None:
@@ -267,7 +333,7 @@ def _worker(launch: Launch) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None:  # stop if the supervisor is killed
         threading.Thread(target=_stop_when_parent_dies, args=(parent,), daemon=True).start()
-    _configure_logging(launch.log_level)
+    _configure_logging(launch)
     launch.serve(reuse_port=True)  # each worker builds its own TLS context (contexts cannot be pickled)
 
 
@@ -383,7 +449,7 @@ def _run_reload(launch: Launch) -> int:
 
 
 def _reload_target(launch: Launch) -> None:
-    _configure_logging(launch.log_level)
+    _configure_logging(launch)
     try:
         launch.serve()
     except AppLoadError as exc:

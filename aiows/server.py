@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl as ssl_module
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -19,6 +18,7 @@ from .chain import MessageStep, compose_connect, compose_disconnect, compose_mes
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
 from .http import HTTPHandler
+from .logs import announce
 from .middleware.base import BaseMiddleware
 from .options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
 from .proxies import TrustedProxies
@@ -32,6 +32,7 @@ from .websocket import WebSocket
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .settings import AiowsSettings
 
 __all__ = ["DEFAULT_BACKLOG", "RunningServer", "WebSocketServer"]
 
@@ -123,12 +124,37 @@ class WebSocketServer:
         self.hub = Hub(self, broadcast or MemoryBackend(), outgoing_queue_size, outgoing_overflow)
         #: Connections, error frames and refusals counted since the server was created (see ``stats()``).
         self.counters = ServerCounters()
+        #: The settings it was made from (``from_settings()``), which ``run()`` follows; ``None`` otherwise.
+        self.settings: AiowsSettings | None = None
         #: The Prometheus metrics served at ``metrics_path`` (``None`` without it).
         self.metrics: Metrics | None = None
         if metrics_path is not None:
             from .metrics import Metrics
 
             self.metrics = Metrics(self)
+
+    @classmethod
+    def from_settings(cls, settings: AiowsSettings | None = None) -> WebSocketServer:
+        """A server with the options of ``settings`` (default: ``AiowsSettings()``, the ``AIOWS_*`` environment
+        variables and ``.env``; needs ``pip install "aiows[settings]"``).
+
+        ``run()`` then serves on the settings' host and port, with TLS when they
+        name a certificate; ``redis_url`` makes a ``RedisBackend``.
+        """
+        if settings is None:
+            try:
+                from .settings import AiowsSettings
+            except ImportError as exc:
+                raise ImportError('settings from the environment need pydantic-settings: pip install "aiows[settings]"') from exc
+            settings = AiowsSettings()
+        broadcast: BroadcastBackend | None = None
+        if settings.redis_url is not None:
+            from .broadcast.redis_backend import RedisBackend
+
+            broadcast = RedisBackend(settings.redis_url)
+        server = cls(**settings.server_options(), broadcast=broadcast)
+        server.settings = settings
+        return server
 
     def stats(self) -> ServerStats:
         """A snapshot of the server's counters: connections by path and transport, messages, error frames by
@@ -272,14 +298,29 @@ class WebSocketServer:
 
     def run(
         self,
-        host: str = "localhost",
-        port: int = 8000,
+        host: str | None = None,
+        port: int | None = None,
         *,
         reuse_port: bool = False,
         backlog: int = DEFAULT_BACKLOG,
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return (``ssl``: see ``serve()``)."""
+        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return (``ssl``: see ``serve()``).
+
+        ``host`` and ``port`` default to ``"localhost"`` and 8000, or to those of
+        the settings the server was made from (``from_settings()``), whose
+        certificate files then give the TLS context if ``ssl`` is not given.
+        """
+        settings = self.settings
+        if settings is not None:
+            host = settings.host if host is None else host
+            port = settings.port if port is None else port
+            if ssl is None and settings.certfile is not None:
+                from .tls import server_context
+
+                ssl = server_context(settings.certfile, settings.keyfile, ca_certs=settings.ca_certs)
+        host = "localhost" if host is None else host
+        port = 8000 if port is None else port
         try:
             run_with_loop(self.options.loop, self._run_until_signal(host, port, reuse_port, backlog, ssl))
         except KeyboardInterrupt:
@@ -296,10 +337,9 @@ class WebSocketServer:
             except (NotImplementedError, RuntimeError):
                 pass
         async with self.serve(host, port, reuse_port=reuse_port, backlog=backlog, ssl=ssl) as running:
-            print(f"aiows: serving on {running.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            announce(f"serving on {running.url} (Ctrl-C to stop)")
             await stop.wait()
-            grace = self.options.shutdown_grace
-            print(f"aiows: shutting down (grace {grace:g} s)", file=sys.stderr, flush=True)
+            announce(f"shutting down (grace {self.options.shutdown_grace:g} s)")
 
 
 T = TypeVar("T")
