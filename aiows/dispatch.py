@@ -131,7 +131,9 @@ class RouteTable:
         try:
             data = _loads(raw)
         except orjson.JSONDecodeError:
-            await self.undecodable(websocket, text, raw)
+            sending = self.undecodable(websocket, text, raw)
+            if sending is not None:
+                await sending
             return
         if type(data) is not dict:
             await self.error(websocket, "invalid_message", "message must be a JSON object")
@@ -162,12 +164,13 @@ class RouteTable:
         counts[code] = counts.get(code, 0) + 1
         return send_error(websocket, code, message, errors)
 
-    async def undecodable(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
-        """A message that is not JSON: an ``invalid_json`` error frame, or close 1007 for text that is not UTF-8."""
+    def undecodable(self, websocket: WebSocket, text: bool, raw: bytes) -> Coroutine[Any, Any, None] | None:
+        """A message that is not JSON: an ``invalid_json`` error frame, or ``None`` once text that is not UTF-8
+        failed the connection (1007)."""
         if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
             websocket.link.fail(1007, "invalid UTF-8")
-            return
-        await self.error(websocket, "invalid_json", "message is not valid JSON")
+            return None
+        return self.error(websocket, "invalid_json", "message is not valid JSON")
 
     def unknown(self, websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
         """The ``unknown_type`` error frame."""

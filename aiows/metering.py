@@ -110,7 +110,9 @@ class MeteredRouteTable(RouteTable):
             data = _loads(raw)
         except orjson.JSONDecodeError:
             self.invalid.messages += 1
-            await self.undecodable(websocket, text, raw)
+            sending = self.undecodable(websocket, text, raw)
+            if sending is not None:
+                await sending
             return
         if type(data) is not dict:
             self.invalid.messages += 1
