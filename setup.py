@@ -24,6 +24,7 @@ COMPILED_MODULES = [
     "aiows/transports/base.py",
     "aiows/transports/core.py",
     "aiows/transports/websockets.py",
+    "aiows/transports/asgi.py",
 ]
 
 ext_modules = []

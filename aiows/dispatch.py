@@ -301,7 +301,7 @@ class Session(Receiver):
                 if item is None:
                     if not keep:
                         break
-                    link.flush()
+                    link.idle()
                     waiter = self.waiter = self.loop.create_future()
                     await waiter
                     continue
@@ -322,7 +322,7 @@ class Session(Receiver):
             self.running = False
             self.task = None
             self.waiter = None
-            link.flush()
+            link.idle()
             self._idle()
 
     def _start_concurrently(self) -> None:
@@ -337,7 +337,7 @@ class Session(Receiver):
             handling = self.table.handle_raw if self.table.raw is not None else self.table.handle
             task = spawn(self.loop, handling(self.websocket, item[0], item[1]))
             task.add_done_callback(self._handled)
-        link.flush()
+        link.idle()
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self.in_flight -= 1

@@ -11,13 +11,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LOOPS", "TRANSPORTS", "DEFAULT_MAX_MESSAGE_SIZE", "OptionError", "ServerOptions"]
+from .transports import FRONT_ENDS
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "LOOPS", "OptionError", "ServerOptions"]
 
 #: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
-
-#: The ``transport=`` choices: the library that parses frames (``aiows.transports``).
-TRANSPORTS = ("websockets", "picows")
 
 #: The ``loop=`` choices of ``run()``.
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -62,17 +61,19 @@ class ServerOptions:
     def __post_init__(self) -> None:
         if self.compression not in (None, "deflate"):
             raise OptionError("compression", f'compression must be None or "deflate", not {self.compression!r}')
-        if self.transport not in TRANSPORTS:
-            raise OptionError("transport", f'transport must be "websockets" or "picows", not {self.transport!r}')
+        if self.transport not in FRONT_ENDS:
+            raise OptionError(
+                "transport", f"transport must be one of {', '.join(map(repr, FRONT_ENDS))}, not {self.transport!r}"
+            )
         if self.loop not in LOOPS:
             raise OptionError("loop", f'loop must be "auto", "asyncio" or "uvloop", not {self.loop!r}')
-        if self.transport == "picows" and (
+        if not FRONT_ENDS[self.transport].peer_at_handshake and (
             self.max_connections_per_ip is not None or self.max_connections_per_ip_per_minute is not None
         ):
             raise OptionError(
                 "max_connections_per_ip" if self.max_connections_per_ip is not None else "max_connections_per_ip_per_minute",
                 "max_connections_per_ip and max_connections_per_ip_per_minute need the client address during "
-                'the handshake, which transport="picows" does not provide: use transport="websockets"',
+                f'the handshake, which transport="{self.transport}" does not provide: use transport="websockets"',
             )
         if self.max_concurrent_handlers < 1:
             raise OptionError("max_concurrent_handlers", "max_concurrent_handlers must be at least 1")

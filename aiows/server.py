@@ -31,6 +31,7 @@ from .types import RawHandler
 from .websocket import WebSocket
 
 if TYPE_CHECKING:
+    from .asgi import ASGIApp
     from .metrics import Metrics
     from .settings import AiowsSettings
 
@@ -290,6 +291,24 @@ class WebSocketServer:
         ``wss://`` and HTTPS; the TLS handshake must end within ``open_timeout``.
         """
         return RunningServer(self, host, port, reuse_port=reuse_port, backlog=backlog, ssl=ssl)
+
+    def asgi(self, *, handle_signals: bool = True) -> ASGIApp:
+        """This server as an ASGI 3 application, for any ASGI server or to mount in an ASGI app.
+
+        ``uvicorn myapp:app`` with ``app = server.asgi()``, or
+        ``fastapi_app.mount("/ws", server.asgi())``: the same routers,
+        middleware and rooms on ``websocket`` scopes, the health endpoint and
+        HTTP routes on ``http`` scopes, and ``lifespan``. The options that
+        belong to the ASGI server (``ping_interval``, ``ping_timeout``,
+        ``compression``, ``open_timeout``, ``transport``, ``loop``) must be
+        left at their defaults: a ``ValueError`` names those that are not.
+        With ``handle_signals`` (the default), SIGTERM and SIGINT are held
+        until the connections are closed with 1001, then passed on to the
+        ASGI server (see ``aiows.asgi``).
+        """
+        from .asgi import ASGIApp
+
+        return ASGIApp(self, handle_signals=handle_signals)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut the running server down gracefully (see ``RunningServer.shutdown``)."""

@@ -78,6 +78,7 @@ class Row:
     needs: tuple[str, ...] = ()
     pure: bool = False
     protocol: str = "json"  # or "socketio"
+    path: str = "/"  # the WebSocket URL's path
 
 
 ROWS = [
@@ -96,6 +97,10 @@ ROWS = [
     Row("aiows-picows", "aiows-picows", 'aiows transport="picows"', "uvloop", "picows", ("picows", "uvloop")),
     Row("aiows-picows-asyncio", "aiows-picows-asyncio", 'aiows transport="picows"', "asyncio", "picows", ("picows",)),
     Row("fastapi", "fastapi", "FastAPI + uvicorn (defaults)", UVICORN_LOOP, "uvicorn's", ("fastapi", "uvicorn")),
+    Row(
+        "aiows-fastapi", "aiows-fastapi", "aiows mounted in FastAPI + uvicorn (defaults)", UVICORN_LOOP, "uvicorn's",
+        ("fastapi", "uvicorn"), path="/ws/",
+    ),  # fmt: skip
     Row(
         "socketio", "socketio", "python-socketio + uvicorn (defaults)", UVICORN_LOOP, "uvicorn's",
         ("socketio", "uvicorn"), protocol="socketio",
@@ -345,7 +350,7 @@ async def client(args: argparse.Namespace) -> dict[str, Any]:
     settings = QUICK if args.quick else FULL
     if args.idle is not None:
         settings = dataclasses.replace(settings, idle=args.idle)
-    url = f"ws://127.0.0.1:{args.port}/"
+    url = f"ws://127.0.0.1:{args.port}{args.path}"
     if args.protocol == "socketio":
         url += "socket.io/?EIO=4&transport=websocket"
     use_picows = importlib.util.find_spec("picows") is not None
@@ -478,7 +483,8 @@ def measure(row: Row, env: dict[str, str], quick: bool, idle: int | None) -> dic
     try:
         command = [
             sys.executable, str(HERE / "load.py"), "--client", "--port", str(port),
-            "--server-pid", str(server.pid), "--protocol", row.protocol, *(["--quick"] if quick else []),
+            "--server-pid", str(server.pid), "--protocol", row.protocol, "--path", row.path,
+            *(["--quick"] if quick else []),
             *([] if idle is None else ["--idle", str(idle)]),
         ]  # fmt: skip
         done = subprocess.run(command, cwd=HERE, capture_output=True, text=True, timeout=300)
@@ -515,6 +521,8 @@ def selected_rows(only: str | None) -> list[Row]:
             keys.add(COMPARED_TO[key])
         if row.transport == "picows":
             keys.add(PICOWS_NATIVE)
+        if key == "aiows-fastapi":
+            keys.add("fastapi")  # the baseline of its target
     return [row for row in ROWS if row.key in keys]
 
 
@@ -533,6 +541,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--protocol", default="json", help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         client_main(args)
@@ -728,6 +737,8 @@ def print_targets(results: dict[str, dict[str, Any]]) -> None:
         ("8", "aiows", "raw", 1.8),
         ("8", "aiows-uvloop", "raw-uvloop", 1.8),
         ("8", "aiows-picows", PICOWS_NATIVE, 0.85),
+        ("1", "aiows-fastapi", "fastapi", 1.3),
+        ("8", "aiows-fastapi", "fastapi", 1.3),
     ]
     for window, key, baseline, target in ratio_targets:
         ratio = cpu_ratio(results, key, baseline, window)

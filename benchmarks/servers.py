@@ -157,6 +157,16 @@ def fastapi_app() -> None:
     uvicorn_app(app)
 
 
+def aiows_fastapi_app() -> None:
+    """The benchmark app (``bench_app.make_app``) mounted in FastAPI with ``server.asgi()``, under uvicorn."""
+    from fastapi import FastAPI  # type: ignore[import-not-found,unused-ignore]
+
+    aiows_app = make_app().asgi()
+    app = FastAPI(lifespan=aiows_app.lifespan)
+    app.mount("/ws", aiows_app)
+    uvicorn_app(app)
+
+
 def socketio_app() -> None:
     """python-socketio (ASGI, under uvicorn): the ``chat`` event, validated, answered to its sender."""
     import socketio  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -184,6 +194,7 @@ KINDS: dict[str, Callable[[], None]] = {
     "aiows-picows-asyncio": lambda: run(aiows_app(transport="picows"), "asyncio"),
     "naive": lambda: run(naive(), "asyncio"),
     "fastapi": fastapi_app,
+    "aiows-fastapi": aiows_fastapi_app,
     "socketio": socketio_app,
 }
 

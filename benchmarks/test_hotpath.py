@@ -92,18 +92,25 @@ def new_link(socket: NullSocket, meter: LinkMeter | None = None) -> SocketLink:
 SERVE_BATCH = 1000
 
 
-def drive(coroutine: Coroutine[Any, Any, Any], *, idle_wait: bool = False) -> None:
-    """Run a coroutine that never suspends to its end.
+def drive(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that never suspends to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the coroutine suspended")
 
-    With ``idle_wait``, it may suspend once its work is done, as a connection's message task waits for the next
-    message before Python 3.12 (``aiows.dispatch._KEEP_TASK``): it is closed there (its ``finally`` blocks run).
+
+def drive_until_idle(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a serve loop until it ends, or until it waits for the next message (then close it).
+
+    Before Python 3.12 a session's message loop waits for the next message
+    instead of ending (``aiows.dispatch._KEEP_TASK``): the batch is done then.
     """
     try:
         coroutine.send(None)
     except StopIteration:
         return
-    if not idle_wait:
-        raise RuntimeError("the coroutine suspended")
     coroutine.close()
 
 
@@ -117,7 +124,7 @@ def serve_batch(serve: ServeLoop, make_link: Callable[[NullSocket], SocketLink] 
     link = make_link(socket)
     for _ in range(SERVE_BATCH):
         link.data(1, True, PAYLOAD)  # no receiver: queued, as pipelined requests are
-    drive(serve(WebSocket(link), link), idle_wait=True)
+    drive_until_idle(serve(WebSocket(link), link))
     link.flush()
     assert socket.size == SERVE_BATCH * len(REPLY)
 

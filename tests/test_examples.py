@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-from processes import run_example
+from processes import EXAMPLES, free_port, run_example, wait_for_port
 from websockets.asyncio.client import connect
 
 
@@ -127,3 +131,56 @@ async def test_echo_example_flags_pick_the_transport_and_compression(deflate_ech
         assert await ws.recv() == "text " * 1000
         await ws.send(b"\x00" * 5000)
         assert await ws.recv() == b"\x00" * 5000
+
+
+@pytest.fixture
+def fastapi_mount_port() -> Iterator[int]:
+    """``examples/fastapi_mount.py`` under uvicorn; uvicorn ends by the SIGTERM it handled (it re-raises it)."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "fastapi_mount.py"), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port, process)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+        assert returncode in (0, -signal.SIGTERM), process.stderr.read().decode() if process.stderr else ""
+
+
+async def test_fastapi_mount_example_serves_http_and_the_mounted_chat(fastapi_mount_port: int) -> None:
+    base = f"127.0.0.1:{fastapi_mount_port}"
+    secret = "example-secret-key-that-is-long-enough"
+
+    async def receive(ws: Any) -> Any:
+        return orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    index = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{base}/", timeout=5).read())
+    assert orjson.loads(index)["health"] == "/ws/healthz"
+    async with connect(f"ws://{base}/ws/chat?token=ann{secret}") as ann, connect(
+        f"ws://{base}/ws/chat?token=bob{secret}"
+    ) as bob:
+        assert await receive(ann) == {"type": "welcome", "user_id": "ann"}
+        assert await receive(bob) == {"type": "welcome", "user_id": "bob"}
+        await ann.send(orjson.dumps({"type": "join", "room": "lobby"}).decode())
+        assert await receive(ann) == {"type": "joined", "room": "lobby", "members": 1}
+        await bob.send(orjson.dumps({"type": "say", "room": "lobby", "text": "hi"}).decode())
+        assert (await receive(bob))["code"] == "not_in_room"
+        await bob.send(orjson.dumps({"type": "join", "room": "lobby"}).decode())
+        assert await receive(bob) == {"type": "joined", "room": "lobby", "members": 2}
+        rooms = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{base}/rooms/lobby", timeout=5).read())
+        assert orjson.loads(rooms) == {"room": "lobby", "members": 2}
+        await bob.send(orjson.dumps({"type": "say", "room": "lobby", "text": "hi ann"}).decode())
+        for ws in (ann, bob):
+            assert await receive(ws) == {"type": "said", "room": "lobby", "user_id": "bob", "text": "hi ann"}
+    async with connect(f"ws://{base}/ws/chat") as anonymous:
+        await asyncio.wait_for(anonymous.wait_closed(), 5)
+        assert anonymous.close_code == 4401

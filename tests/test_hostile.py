@@ -262,3 +262,22 @@ async def test_per_ip_cap_counts_each_source_address_separately() -> None:
                 assert await refusal(client.url(), "127.0.0.2") == 429
         await asyncio.sleep(0.1)
         assert (limiter.per_ip, limiter.slots) == ({}, {})
+
+
+async def test_nested_objects_echoed_back_leave_the_server_process_running() -> None:
+    """A peer's nested list of objects, echoed with send_json: orjson 3.10.6-3.11.5 corrupt the heap writing it.
+
+    The server runs in its own process (the abort would end pytest's); the client encodes with the json module.
+    """
+    async with ServerProcess() as server:
+        try:
+            async with connect(server.url) as ws:
+                nested: list[Any] = []
+                for depth in range(1, 101):
+                    nested = [{"a": depth, "": nested}]
+                    await ws.send(json.dumps({"type": "echo", "c": nested, "n": depth}, separators=(",", ":")))
+                    assert json.loads(await ws.recv()) == {"type": "echo", "c": nested, "n": depth}
+        except ConnectionClosed:
+            code = await server.stop()
+            raise AssertionError(f"the server process ended (exit status {code}) {server.stderr[-300:]!r}") from None
+        assert await server.stop() == 0

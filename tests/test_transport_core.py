@@ -225,3 +225,31 @@ async def test_many_pipelining_clients_get_every_reply_once_in_order() -> None:
             if n % 11 == 0:
                 want.append(f"{c} {n} again")
         assert got == want
+
+
+class WriteCounter:
+    """Stands in for a link's asyncio transport: counts the socket writes, passes everything on."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+@pytest.mark.usefixtures("transport")
+async def test_replies_to_messages_read_together_go_out_in_one_socket_write() -> None:
+    async with TestClient(raw_echo_server()) as client, RawClient(client.url()) as ws:
+        ws.send_texts("warm-up")
+        assert await ws.recv() == "text:warm-up"
+        (websocket,) = client.running.dispatcher.connections
+        counter = WriteCounter(websocket.link.transport)  # type: ignore[attr-defined]
+        websocket.link.transport = counter  # type: ignore[attr-defined]
+        ws.send_texts(*(f"m{n}" for n in range(20)))  # one socket write: the server reads them together
+        assert [await ws.recv() for _ in range(20)] == [f"text:m{n}" for n in range(20)]
+        assert counter.writes == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import sys
 from typing import Any
 
@@ -130,3 +132,21 @@ async def test_picows_refuses_over_max_connections_and_rejects_per_ip_limits() -
             async with client.connect():
                 pass
         assert refused.value.response.status_code == 503
+
+
+@pytest.mark.usefixtures("transport")
+async def test_the_listen_backlog_is_2048_by_default_and_can_be_set() -> None:
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs the ss command (iproute2) to read a listening socket's backlog")
+
+    def backlog(port: int) -> int:
+        line = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+        return int(line.split()[2])  # for a listening socket, Send-Q is the backlog
+
+    server = WebSocketServer()
+    server.include_router(Router())
+    async with server.serve("127.0.0.1", 0) as running:
+        assert backlog(running.port) == 2048
+    async with server.serve("127.0.0.1", 0, backlog=77) as running:
+        assert backlog(running.port) == 77

@@ -119,6 +119,10 @@ class Link:
         """Write the frames held so far, in one socket write."""
         raise NotImplementedError
 
+    def idle(self) -> None:
+        """The messages taken so far are handled: write what they produced, unless a read is still being delivered."""
+        raise NotImplementedError
+
     def cork(self) -> None:
         """Hold what is written from now on (a front-end delivering one read, a burst of broadcasts)."""
         raise NotImplementedError

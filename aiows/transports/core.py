@@ -61,6 +61,12 @@ _TEXT_HEADERS: Final = tuple(bytes((0x81, size)) for size in range(126))
 _BINARY_HEADERS: Final = tuple(bytes((0x82, size)) for size in range(126))
 
 
+def wake(future: asyncio.Future[None] | None) -> None:
+    """Complete ``future`` if there is one and it is still pending."""
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
 def valid_close_code(code: int) -> bool:
     """Whether an endpoint may send ``code`` in a close frame (RFC 6455 7.4; 1012-1014 from IANA's registry)."""
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
@@ -275,6 +281,10 @@ class SocketLink(Link):
     def cork(self) -> None:
         self.batching = True
 
+    def idle(self) -> None:
+        if not self.batching:
+            self.flush()
+
     def uncork(self) -> None:
         self.batching = False
         if self.pending and not self.backlog:
@@ -343,11 +353,7 @@ class SocketLink(Link):
             self.stall_timer.cancel()
             self.stall_timer = None
         self._update_reading()
-        drained = self.drained
-        if drained is not None:
-            self.drained = None
-            if not drained.done():
-                drained.set_result(None)
+        self._wake_drained()
 
     def connection_lost(self) -> None:
         """The TCP connection is closed: wake every waiter, tell the receiver."""
@@ -361,12 +367,8 @@ class SocketLink(Link):
         if self.keepalive is not None:
             self.keepalive.discard(self)
         self._wake_receiver()
-        drained = self.drained
-        self.drained = None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
-        if self.closed is not None and not self.closed.done():
-            self.closed.set_result(None)
+        self._wake_drained()
+        wake(self.closed)
         receiver = self.receiver
         if receiver is not None:
             receiver.closed(self)
@@ -382,8 +384,7 @@ class SocketLink(Link):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            wake(waiter)
         elif self.receiver is not None:
             self.receiver.message(self)
         limit = self.limits.max_queue
@@ -442,10 +443,13 @@ class SocketLink(Link):
 
     def _wake_receiver(self) -> None:
         waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.waiter = None
+        wake(waiter)
+
+    def _wake_drained(self) -> None:
+        drained = self.drained
+        self.drained = None
+        wake(drained)
 
     def _update_reading(self) -> None:
         """Read from the socket unless messages pile up or the client does not read what it gets."""
