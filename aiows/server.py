@@ -250,8 +250,20 @@ class WebSocketServer:
         # Per-message counters only when metrics are served: a server without them counts nothing per message.
         return table if self.metrics is None else self.metrics.metered(table)
 
-    def dispatcher(self) -> Dispatcher:
-        """Compose every path's route table and the connection manager."""
+    def dispatcher(self, transport: str | None = None) -> Dispatcher:
+        """Compose every path's route table and the connection manager.
+
+        ``transport`` labels its connections in the counters (default: the
+        ``transport`` option; ``"asgi"`` under ``server.asgi()``). The route
+        tables are metered when ``metrics_path`` is set (``server.metrics``
+        follows the options here, should they have been replaced).
+        """
+        if self.options.metrics_path is None:
+            self.metrics = None
+        elif self.metrics is None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
         everywhere = [router for router, path in self.mounts if path is None]
         paths = dict.fromkeys(path for _, path in self.mounts if path is not None)
         tables = {
@@ -269,8 +281,21 @@ class WebSocketServer:
             max_concurrent_handlers=options.max_concurrent_handlers,
             trusted_proxies=proxies if proxies.networks else None,
             counters=self.counters,
-            transport=options.transport,
+            transport=options.transport if transport is None else transport,
         )
+
+    def _serving_started(self) -> None:
+        """A listener or the ASGI app started serving: uptime counts from now, the metrics are shared."""
+        if self.counters.started is None:
+            self.counters.started = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.start_sharing()
+
+    def _serving_stopped(self) -> None:
+        """Serving stopped: no uptime, the metrics shared a last time."""
+        self.counters.started = None
+        if self.metrics is not None:
+            self.metrics.stop_sharing()
 
     def serve(
         self,
@@ -426,12 +451,6 @@ class RunningServer:
         """Compose the chains and start listening."""
         app = self.app
         install_redaction()  # keep tokens out of aiows' and its transports' log lines
-        if app.options.metrics_path is not None and app.metrics is None:  # options replaced since __init__
-            from .metrics import Metrics
-
-            app.metrics = Metrics(app)
-        elif app.options.metrics_path is None:
-            app.metrics = None
         dispatcher = self._dispatcher = app.dispatcher()
         gate = self._gate = ServerGate(app, dispatcher)
         await app.hub.attach(dispatcher)  # starts the broadcast backend
@@ -449,11 +468,8 @@ class RunningServer:
             await app.hub.detach(dispatcher)
             raise
         self._port = self._listener.sockets[0].getsockname()[1]
-        if app.running is None:
-            app.counters.started = time.monotonic()
         app.running = self
-        if app.metrics is not None:
-            app.metrics.start_sharing()
+        app._serving_started()
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut down gracefully; returns once every connection is closed.
@@ -476,9 +492,7 @@ class RunningServer:
         await self.app.hub.detach(self.dispatcher)
         if self.app.running is self:
             self.app.running = None
-            self.app.counters.started = None
-            if self.app.metrics is not None:
-                self.app.metrics.stop_sharing()
+            self.app._serving_stopped()
 
     async def close(self) -> None:
         """Shut down without a grace period: running handlers are cancelled."""

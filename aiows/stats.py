@@ -126,7 +126,7 @@ class ServerStats:
     connections: int = 0
     #: Open connections by the path of the routers serving them (``"*"``: routers included without a path).
     connections_by_path: dict[str, int] = field(default_factory=dict)
-    #: Open connections by transport (``"websockets"``, ``"picows"``).
+    #: Open connections by transport (``"websockets"``, ``"picows"``; ``"asgi"`` under ``server.asgi()``).
     connections_by_transport: dict[str, int] = field(default_factory=dict)
     #: Connections whose handshake completed since the server was created.
     connections_opened: int = 0

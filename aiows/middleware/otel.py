@@ -13,7 +13,7 @@ handshake to the TCP close and continues the trace of a ``traceparent``
 header sent with the handshake (the globally configured propagator). Its
 attributes: ``url.path`` (never the query string), ``client.address``,
 ``client.port``, ``enduser.id`` (``context["user_id"]``, once known),
-``aiows.transport`` and, at the end, ``websocket.close_code``. Each message
+``aiows.transport`` (``asgi`` under ``server.asgi()``) and, at the end, ``websocket.close_code``. Each message
 that reaches the middleware gets a child span named after its type (kind
 CONSUMER), current while its handler runs, with ``aiows.message.size``,
 ``aiows.outcome`` (``ok`` or ``error``) and ``aiows.error.code`` (the error
@@ -32,6 +32,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from .. import __version__
 from ..exceptions import MessageValidationError
+from ..transports.asgi import ASGILink
 from ..types import ConnectHandler, JSONObject, MessageNext
 from ..websocket import WebSocket
 from .base import BaseMiddleware
@@ -62,7 +63,9 @@ class OpenTelemetryMiddleware(BaseMiddleware):
         if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
             attributes["client.port"] = address[1]
         server = websocket._server
-        if server is not None:
+        if isinstance(websocket.link, ASGILink):
+            attributes["aiows.transport"] = "asgi"
+        elif server is not None:
             attributes["aiows.transport"] = server.options.transport
         span = self.tracer.start_span(CONNECTION_SPAN, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         self.spans[websocket] = span
