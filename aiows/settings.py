@@ -20,11 +20,11 @@ problem (``AIOWS_MAX_MESSAGE_SIZE: Input should be a valid integer...``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .options import OptionError, ServerOptions
 
@@ -79,8 +79,11 @@ class AiowsSettings(BaseSettings):
     max_connections: int | None = _DEFAULTS.max_connections
     max_connections_per_ip: int | None = _DEFAULTS.max_connections_per_ip
     max_connections_per_ip_per_minute: int | None = _DEFAULTS.max_connections_per_ip_per_minute
-    origins: Annotated[tuple[str, ...] | None, NoDecode] = _DEFAULTS.origins
-    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = _DEFAULTS.trusted_proxies
+    # Unions: pydantic-settings hands a value that is not JSON ("a,b") on to _list() for a union with a list type,
+    # 2.2.1 (the floor) as the latest (NoDecode, the newer way, needs pydantic-settings 2.7, hence pydantic 2.7).
+    origins: tuple[str, ...] | None = _DEFAULTS.origins
+    #: ``None`` (``AIOWS_TRUSTED_PROXIES=none``) is no proxy, as ``()``.
+    trusted_proxies: tuple[str, ...] | None = _DEFAULTS.trusted_proxies
     health_path: str | None = _DEFAULTS.health_path
     health_detail: bool = _DEFAULTS.health_detail
     metrics_path: str | None = _DEFAULTS.metrics_path
@@ -129,7 +132,9 @@ class AiowsSettings(BaseSettings):
 
     def server_options(self) -> dict[str, Any]:
         """The ``WebSocketServer`` keyword arguments these settings hold (without ``broadcast``)."""
-        return {name: getattr(self, name) for name in SERVER_OPTIONS}
+        options = {name: getattr(self, name) for name in SERVER_OPTIONS}
+        options["trusted_proxies"] = self.trusted_proxies or ()
+        return options
 
 
 def _describe(exc: ValidationError) -> str:
