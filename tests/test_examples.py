@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-from processes import EXAMPLES, free_port, run_example, wait_for_port
+from processes import run_example
 from websockets.asyncio.client import connect
 
 
@@ -138,22 +136,7 @@ def fastapi_mount_port() -> Iterator[int]:
     """``examples/fastapi_mount.py`` under uvicorn; uvicorn ends by the SIGTERM it handled (it re-raises it)."""
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "fastapi_mount.py"), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_port(port, process)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=15)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=5)
-        assert returncode in (0, -signal.SIGTERM), process.stderr.read().decode() if process.stderr else ""
+    yield from run_example("fastapi_mount.py", exit_codes=(0, -signal.SIGTERM))
 
 
 async def test_fastapi_mount_example_serves_http_and_the_mounted_chat(fastapi_mount_port: int) -> None:
