@@ -80,4 +80,7 @@ def announce(message: str) -> None:
         ).decode()
     else:
         line = f"aiows: {message}"
-    print(line, file=sys.stderr, flush=True)
+    # One write() for the line and its newline: stderr is unbuffered, and print() writes the newline apart, so the
+    # lines of several workers sharing the stream could interleave.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
