@@ -28,6 +28,8 @@ from .router import Router
 from .server import RunningServer, WebSocketServer
 from .websocket import WebSocket
 
+from . import client  # noqa: E402  (aiows.client.connect: the Python client; last, it imports the rest)
+
 if TYPE_CHECKING:  # imported on first use (__getattr__): each needs an extra
     from .middleware.otel import OpenTelemetryMiddleware as OpenTelemetryMiddleware
     from .settings import AiowsSettings as AiowsSettings
@@ -77,4 +79,5 @@ __all__ = [
     "WebSocket",
     "WebSocketServer",
     "__version__",
+    "client",
 ]

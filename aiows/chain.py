@@ -107,7 +107,15 @@ class MessageHandlerStep(MessageStep):
         self.validate: Callable[[Any], Any] = adapter.validator.validate_python
 
     def call(self, websocket: WebSocket, message: JSONObject) -> Awaitable[Any]:
-        """Validate now (a ``MessageValidationError`` is raised by the call); return the handler's coroutine."""
+        """Validate now (a ``MessageValidationError`` is raised by the call); return the handler's coroutine.
+
+        A request's ``"ref"`` is an envelope field, not part of the model: it is
+        left out of a copy (middleware keeps seeing it in ``message``). The
+        dispatcher counts the requests being handled in ``websocket.answering``,
+        so other messages skip even the lookup.
+        """
+        if websocket.answering and "ref" in message:
+            message = {key: value for key, value in message.items() if key != "ref"}
         try:
             model = self.validate(message)
         except ValidationError as exc:

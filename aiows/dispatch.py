@@ -11,6 +11,15 @@ it and calls ``Session.message()``, which starts a task only when none is
 handling this connection's messages yet. On Python 3.12+ that task starts
 eagerly, so a handler that does not wait runs (and its reply is written)
 within the same callback; there is no ``recv()`` coroutine per message.
+
+Request/reply: a message that carries a ``"ref"`` gets exactly one answer
+with that ref, ``{"type": "reply", "ref", "data"}`` (the handler's return
+value) or its error frame with ``"ref"`` added (``RouteTable.handle_request``).
+The client's ``{"type": "reply", "ref", "data"}`` frames answer
+``websocket.request()`` and never reach routing: handled in order when the
+connection is idle, or taken out of the queue at once while its handler runs
+(``Session.take_replies``), since that handler may be the one waiting.
+Messages without a ``"ref"`` pay one dict lookup for all of this.
 """
 
 from __future__ import annotations
@@ -18,18 +27,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
 import orjson
 
 from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
+from .router import REPLY
 from .proxies import TrustedProxies
 from .stats import ANY_PATH, ServerCounters
 from .transports.base import CLOSED, OPEN, Link, Receiver
 from .types import RawHandler
-from .websocket import WebSocket, peer_ip
+from .websocket import WebSocket, peer_ip, take_deferred
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -43,6 +53,15 @@ _loads: Final = orjson.loads
 
 #: Close reason sent to every connection when the server shuts down (code 1001).
 SHUTDOWN_REASON: Final = "server shutting down"
+
+#: The envelope field of a request: the client chooses it, the answer carries it back.
+REF: Final = "ref"
+
+#: The longest string ``"ref"`` (an integer one always fits: orjson reads 64-bit integers).
+MAX_REF_LENGTH: Final = 64
+
+#: Messages taken out of the queue ahead of their turn, at most, while the server waits for a reply.
+MAX_DEFERRED: Final = 64
 
 #: ``asyncio.eager_task_factory`` where it exists (Python 3.12+): a task that runs at once until it waits.
 _EAGER: Final[Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, None]], asyncio.Task[None]] | None] = getattr(
@@ -68,6 +87,28 @@ def disconnect_reason(code: int | None, reason: str | None) -> str:
     if code is None:
         code = 1006
     return f"{code} ({reason})" if reason else str(code)
+
+
+def valid_ref(ref: object) -> bool:
+    """Whether ``ref`` may be a request's ``"ref"``: an integer (not a bool) or a string of at most 64 characters."""
+    kind = type(ref)
+    if kind is int:
+        return True
+    return kind is str and len(cast(str, ref)) <= MAX_REF_LENGTH
+
+
+def take_reply(websocket: WebSocket, raw: bytes) -> bool:
+    """If ``raw`` is a reply to one of ``websocket``'s pending requests, hand it over and return ``True``."""
+    pending = websocket._pending
+    if pending is None:
+        return False
+    try:
+        data = _loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    if type(data) is not dict or data.get("type") != REPLY:
+        return False
+    return pending.resolve(data.get(REF), data.get("data"))
 
 
 def valid_utf8(data: bytes) -> bool:
@@ -138,12 +179,18 @@ class RouteTable:
         if type(data) is not dict:
             await self.error(websocket, "invalid_message", "message must be a JSON object")
             return
+        if REF in data:  # a request: answered with its ref, whatever happens (the only cost for other messages)
+            await self.handle_request(websocket, data, len(raw))
+            return
         message_type = data.get("type")
         if not isinstance(message_type, str):
             await self.error(websocket, "invalid_message", 'message must have a string "type"')
             return
         step = self.routes.get(message_type)
         if step is None:
+            if message_type == REPLY:  # never routed, not even to a catch-all
+                await self.error(websocket, "invalid_message", 'a "reply" must carry the "ref" of the request it answers')
+                return
             step = self.fallback
             if step is None:
                 await self.unknown(websocket, message_type)
@@ -157,12 +204,17 @@ class RouteTable:
     # The failures, shared with ``aiows.metering.MeteredRouteTable``: each returns the error frame's send to await.
 
     def error(
-        self, websocket: WebSocket, code: str, message: str, errors: list[dict[str, Any]] | None = None
+        self,
+        websocket: WebSocket,
+        code: str,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        ref: object = None,
     ) -> Coroutine[Any, Any, None]:
-        """Count an error frame and return its send (``send_error``)."""
+        """Count an error frame and return its send (``send_error``; with the request's ``ref`` if it has one)."""
         counts = self.errors
         counts[code] = counts.get(code, 0) + 1
-        return send_error(websocket, code, message, errors)
+        return send_error(websocket, code, message, errors, ref)
 
     def undecodable(self, websocket: WebSocket, text: bool, raw: bytes) -> Coroutine[Any, Any, None] | None:
         """A message that is not JSON: an ``invalid_json`` error frame, or ``None`` once text that is not UTF-8
@@ -177,19 +229,70 @@ class RouteTable:
         # Not an f-string with !r: compiled, that goes through str.format (about 110 ns more, measured).
         return self.error(websocket, "unknown_type", "no handler for message type " + repr(message_type))
 
-    def failed(self, websocket: WebSocket, exc: Exception, message_type: str) -> Coroutine[Any, Any, None]:
-        """The error frame for what the chain raised; raises ``exc`` again if the client is gone.
+    def failed(
+        self, websocket: WebSocket, exc: Exception, message_type: str, ref: object = None
+    ) -> Coroutine[Any, Any, None]:
+        """The error frame for what the chain raised (with the request's ``ref``); raises ``exc`` again if the
+        client is gone.
 
         Call it in the ``except`` block (an internal error is logged with its traceback).
         """
         if isinstance(exc, MessageValidationError):
-            return self.error(websocket, exc.code, exc.message, exc.errors)
+            return self.error(websocket, exc.code, exc.message, exc.errors, ref)
         if websocket.closed:
             raise exc  # this client is gone: stop serving it
         if isinstance(exc, AiowsException):
-            return self.error(websocket, exc.code, exc.message)
+            return self.error(websocket, exc.code, exc.message, None, ref)
         logger.exception("handler for message type %r failed", message_type)
-        return self.error(websocket, "internal_error", "internal server error")
+        return self.error(websocket, "internal_error", "internal server error", None, ref)
+
+    async def handle_request(self, websocket: WebSocket, data: dict[str, Any], size: int) -> None:
+        """A message with a ``"ref"``: exactly one answer carrying it (the reply, or the error frame).
+
+        The client's own ``{"type": "reply", "ref", "data"}`` is matched to the
+        ``websocket.request()`` waiting for it (``unknown_ref`` if none waits).
+        Middleware sees ``"ref"`` in the message; it is left out of what is
+        validated into the handler's model.
+        """
+        ref = data[REF]
+        if not valid_ref(ref):
+            await self.error(websocket, "invalid_message", '"ref" must be an integer or a string of at most 64 characters')
+            return
+        message_type = data.get("type")
+        if not isinstance(message_type, str):
+            await self.error(websocket, "invalid_message", 'message must have a string "type"', None, ref)
+            return
+        if message_type == REPLY:
+            pending = websocket._pending
+            if pending is None or not pending.resolve(ref, data.get("data")):
+                # Without the ref: the client's own requests use refs too, and this is not an answer to one.
+                await self.error(
+                    websocket, "unknown_ref", "no request waits for this reply (it timed out or was answered already)"
+                )
+            return
+        step = self.routes.get(message_type)
+        if step is None:
+            step = self.fallback
+            if step is None:
+                await self.error(websocket, "unknown_type", "no handler for message type " + repr(message_type), None, ref)
+                return
+        websocket.message_size = size
+        websocket.answering += 1
+        try:
+            result = await step.call(websocket, data)
+        except Exception as exc:
+            await self.failed(websocket, exc, message_type, ref)
+            return
+        finally:
+            websocket.answering -= 1
+        if websocket.closed:
+            return  # nobody to answer
+        try:
+            reply = websocket.send_json({"type": REPLY, "ref": ref, "data": result})
+        except TypeError as exc:  # the handler returned what JSON cannot hold
+            await self.failed(websocket, exc, message_type, ref)
+            return
+        await reply
 
     async def handle_raw(self, websocket: WebSocket, text: bool, payload: bytes) -> None:
         """Give one message, unparsed (``str`` for text), to the raw handler; a failure is logged."""
@@ -276,6 +379,9 @@ class Session(Receiver):
             waiter.set_result(None)
             return
         if self.running or not self.admitted or self.dispatcher.draining:
+            pending = self.websocket._pending
+            if pending is not None and pending.futures and not self.websocket.receiving:
+                self.take_replies()  # the handler running may be the one waiting for a reply
             return
         if self.dispatcher.max_concurrent_handlers > 1:
             self._start_concurrently()
@@ -295,7 +401,7 @@ class Session(Receiver):
         keep = _KEEP_TASK
         try:
             while True:
-                item = link.take()
+                item = link.take() if websocket._deferred is None else take_deferred(websocket)
                 if dispatcher.draining or link.state != OPEN:
                     break
                 if item is None:
@@ -325,11 +431,35 @@ class Session(Receiver):
             link.idle()
             self._idle()
 
+    def take_replies(self) -> None:
+        """The server waits for replies and cannot dispatch now: take what arrived, hand replies over at once.
+
+        The other messages keep their order in ``websocket._deferred`` and are
+        handled (or read by ``receive_json()``) before the link's next ones; at
+        most ``MAX_DEFERRED`` are held, so a reply behind more than that waits
+        its turn (and may time out). Not while a ``receive_json()`` waits: it
+        takes replies itself. Raw frame handlers get every frame, replies too.
+        """
+        if self.table.raw is not None:
+            return
+        websocket = self.websocket
+        deferred = websocket._deferred
+        if deferred is None:
+            deferred = []
+        link = self.link
+        while len(deferred) < MAX_DEFERRED:
+            item = link.take()
+            if item is None:
+                break
+            if not take_reply(websocket, item[1]):
+                deferred.append(item)
+        websocket._deferred = deferred or None
+
     def _start_concurrently(self) -> None:
         link = self.link
         limit = self.dispatcher.max_concurrent_handlers
         while self.in_flight < limit:
-            item = link.take()
+            item = link.take() if self.websocket._deferred is None else take_deferred(self.websocket)
             if item is None:
                 break
             self.in_flight += 1
@@ -337,6 +467,10 @@ class Session(Receiver):
             handling = self.table.handle_raw if self.table.raw is not None else self.table.handle
             task = spawn(self.loop, handling(self.websocket, item[0], item[1]))
             task.add_done_callback(self._handled)
+        if self.in_flight >= limit:
+            pending = self.websocket._pending
+            if pending is not None and pending.futures and not self.websocket.receiving:
+                self.take_replies()
         link.idle()
 
     def _handled(self, task: asyncio.Task[None]) -> None:
@@ -360,6 +494,9 @@ class Session(Receiver):
             link.close_soon(1001, SHUTDOWN_REASON)
 
     def closed(self, link: Link) -> None:
+        pending = self.websocket._pending
+        if pending is not None:  # no reply can come now
+            pending.close(link.close_code)
         if self.waiter is not None:  # the message task ends and finishes the connection
             self.message(link)
         elif not self.connecting and not self.running and self.in_flight == 0:
@@ -368,6 +505,7 @@ class Session(Receiver):
     def drain(self) -> None:
         """Shutdown started: take no more messages; close now if nothing runs."""
         self.link.discard_incoming()
+        self.websocket._deferred = None
         if self.waiter is not None:  # idle: its message task ends, and closes the connection
             self.message(self.link)
         elif self.admitted and not self.running and self.in_flight == 0:
@@ -546,14 +684,17 @@ class IdleWatch:
 
 
 def send_error(
-    websocket: WebSocket, code: str, message: str, errors: list[dict[str, Any]] | None = None
+    websocket: WebSocket, code: str, message: str, errors: list[dict[str, Any]] | None = None, ref: object = None
 ) -> Coroutine[Any, Any, None]:
     """One ``{"type": "error", "code", "message"}`` frame (with ``errors`` for validation), sent when awaited.
 
-    A plain function returning the send's coroutine: a compiled coroutine in
-    between would cost more than it saves (measured).
+    ``ref``: the ``"ref"`` of the request it answers. A plain function
+    returning the send's coroutine: a compiled coroutine in between would cost
+    more than it saves (measured).
     """
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if errors is not None:
         frame["errors"] = errors
+    if ref is not None:
+        frame["ref"] = ref
     return websocket.send_json(frame)

@@ -6,16 +6,22 @@ handler may raise one of them to answer the client with that error.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 __all__ = [
     "AiowsException",
+    "BackendUnavailable",
     "ConnectionError",
     "InvalidJSONError",
     "InvalidMessageError",
     "MessageValidationError",
     "MiddlewareError",
+    "RateLimitedError",
+    "RequestError",
+    "RequestTimeout",
     "RouterError",
+    "TooManyPendingRequests",
     "UnknownMessageTypeError",
 ]
 
@@ -84,3 +90,44 @@ class RouterError(AiowsException):
 
 class MiddlewareError(AiowsException, TypeError):
     """A middleware is not usable: not a ``BaseMiddleware`` instance."""
+
+
+class RateLimitedError(AiowsException):
+    """A message over its rate limit (``RateLimitingMiddleware(on_limit="error")``): dropped, answered with an error."""
+
+    code = "rate_limited"
+
+
+class RequestTimeout(AiowsException, asyncio.TimeoutError):
+    """No reply came in time: ``websocket.request()`` (or a client's ``request()``) gave up waiting.
+
+    It is an ``asyncio.TimeoutError`` too, so ``except asyncio.TimeoutError`` catches it.
+    """
+
+    code = "request_timeout"
+
+
+class TooManyPendingRequests(AiowsException):
+    """``websocket.request()`` while the connection already waits for ``max_pending_requests`` replies."""
+
+    code = "too_many_requests"
+
+
+class RequestError(AiowsException):
+    """The other side answered a request with an error frame (``aiows.client``): ``code``, ``message``, ``frame``.
+
+    ``frame`` is the whole error frame (``errors`` holds a ``validation_error``'s list).
+    """
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        code = frame.get("code")
+        message = frame.get("message")
+        super().__init__(message if isinstance(message, str) else "the request failed")
+        self.code = code if isinstance(code, str) else "error"
+        self.frame = frame
+
+
+class BackendUnavailable(AiowsException):
+    """The broadcast backend cannot be reached: a publication to a room with history was not made."""
+
+    code = "backend_unavailable"

@@ -18,11 +18,12 @@ become labels.
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
-from .dispatch import RouteTable
+from .dispatch import REF, RouteTable
+from .router import REPLY
 from .websocket import WebSocket
 
 __all__ = ["BUCKETS", "INVALID", "OTHER", "RAW", "UNKNOWN", "MeteredRouteTable", "TypeMeter"]
@@ -118,6 +119,9 @@ class MeteredRouteTable(RouteTable):
             self.invalid.messages += 1
             await self.error(websocket, "invalid_message", "message must be a JSON object")
             return
+        if REF in data:
+            await self.handle_metered_request(websocket, data, len(raw))
+            return
         message_type = data.get("type")
         if not isinstance(message_type, str):
             self.invalid.messages += 1
@@ -125,6 +129,10 @@ class MeteredRouteTable(RouteTable):
             return
         step = self.routes.get(message_type)
         if step is None:
+            if message_type == REPLY:
+                self.invalid.messages += 1
+                await self.error(websocket, "invalid_message", 'a "reply" must carry the "ref" of the request it answers')
+                return
             step = self.fallback
             if step is None:
                 self.unknown_meter.messages += 1
@@ -143,6 +151,27 @@ class MeteredRouteTable(RouteTable):
             await self.failed(websocket, exc, message_type)
             return
         meter.observe(_clock() - started)
+
+    async def handle_metered_request(self, websocket: WebSocket, data: dict[str, Any], size: int) -> None:
+        """``RouteTable.handle_request``, counted by type and timed; a client's reply to ``websocket.request()``
+        is not a message routed by type, and is not counted here."""
+        message_type = data.get("type")
+        if not isinstance(message_type, str):
+            self.invalid.messages += 1
+        elif message_type != REPLY:
+            meter = self.meters.get(message_type)
+            if meter is None:
+                meter = self.other if self.fallback is not None else self.unknown_meter
+            if meter is not self.unknown_meter:
+                meter.messages += 1
+                started = _clock()
+                try:
+                    await self.handle_request(websocket, data, size)
+                finally:
+                    meter.observe(_clock() - started)
+                return
+            meter.messages += 1
+        await self.handle_request(websocket, data, size)
 
     async def handle_raw(self, websocket: WebSocket, text: bool, payload: bytes) -> None:
         """``RouteTable.handle_raw``, counted and timed."""

@@ -44,6 +44,7 @@ class ServerOptions:
     send_timeout: float | None = None
     max_queue: int | None = 16
     max_concurrent_handlers: int = 1
+    max_pending_requests: int = 64
     max_connections: int | None = None
     max_connections_per_ip: int | None = None
     max_connections_per_ip_per_minute: int | None = None
@@ -57,6 +58,7 @@ class ServerOptions:
     outgoing_overflow: Literal["close", "drop_oldest"] = "close"
     transport: str = "websockets"
     loop: str = "auto"
+    client_script_path: str | None = "/aiows.js"
 
     def __post_init__(self) -> None:
         if self.compression not in (None, "deflate"):
@@ -77,6 +79,15 @@ class ServerOptions:
             )
         if self.max_concurrent_handlers < 1:
             raise OptionError("max_concurrent_handlers", "max_concurrent_handlers must be at least 1")
+        if self.max_pending_requests < 1:
+            raise OptionError(
+                "max_pending_requests", f"max_pending_requests must be at least 1, not {self.max_pending_requests}"
+            )
+        if self.client_script_path is not None and not self.client_script_path.startswith("/"):
+            raise OptionError(
+                "client_script_path",
+                f"client_script_path must start with '/' (or be None), not {self.client_script_path!r}",
+            )
         if self.outgoing_queue_size < 1:
             raise OptionError(
                 "outgoing_queue_size", f"outgoing_queue_size must be at least 1, not {self.outgoing_queue_size}"

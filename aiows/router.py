@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Final, TypeVar
 
 from .exceptions import MiddlewareError, RouterError
 from .middleware.base import BaseMiddleware
 from .types import ConnectHandler, DisconnectHandler, MessageHandler, RawHandler
 
-__all__ = ["Router"]
+__all__ = ["REPLY", "Router"]
+
+#: The reserved message type of replies (``{"type": "reply", "ref": ..., "data": ...}``): no router may take it.
+REPLY: Final = "reply"
 
 C = TypeVar("C", bound=ConnectHandler)
 M = TypeVar("M", bound=MessageHandler)
@@ -65,6 +68,10 @@ class Router:
             _require_coroutine(handler, "message")
             if self.raw_handler is not None:
                 raise RouterError("this router has a raw frame handler: it cannot also have JSON message handlers")
+            if message_type == REPLY:
+                raise RouterError(
+                    '"reply" is reserved: a client\'s {"type": "reply", "ref": ...} answers websocket.request()'
+                )
             if message_type is None:
                 if self.catch_all is not None:
                     raise RouterError("this router already has a catch-all message handler")

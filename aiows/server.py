@@ -7,6 +7,7 @@ import signal
 import ssl as ssl_module
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +18,7 @@ from .broadcast.memory import MemoryBackend
 from .chain import MessageStep, compose_connect, compose_disconnect, compose_message, count_routers
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
-from .http import HTTPHandler
+from .http import HTTPHandler, HTTPRequest, HTTPResponse
 from .logs import announce
 from .middleware.base import BaseMiddleware
 from .options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
@@ -76,6 +77,7 @@ class WebSocketServer:
         send_timeout: float | None = None,
         max_queue: int | None = 16,
         max_concurrent_handlers: int = 1,
+        max_pending_requests: int = 64,
         max_connections: int | None = None,
         max_connections_per_ip: int | None = None,
         max_connections_per_ip_per_minute: int | None = None,
@@ -90,6 +92,7 @@ class WebSocketServer:
         outgoing_overflow: OverflowPolicy = "close",
         transport: str = "websockets",
         loop: str = "auto",
+        client_script_path: str | None = "/aiows.js",
     ) -> None:
         #: Every option, checked (``aiows.options.ServerOptions``).
         self.options = ServerOptions(
@@ -103,6 +106,7 @@ class WebSocketServer:
             send_timeout=send_timeout,
             max_queue=max_queue,
             max_concurrent_handlers=max_concurrent_handlers,
+            max_pending_requests=max_pending_requests,
             max_connections=max_connections,
             max_connections_per_ip=max_connections_per_ip,
             max_connections_per_ip_per_minute=max_connections_per_ip_per_minute,
@@ -116,6 +120,7 @@ class WebSocketServer:
             outgoing_overflow=outgoing_overflow,
             transport=transport,
             loop=loop,
+            client_script_path=client_script_path,
         )
         self.middlewares: list[BaseMiddleware] = []
         self.mounts: list[tuple[Router, str | None]] = []
@@ -133,6 +138,8 @@ class WebSocketServer:
             from .metrics import Metrics
 
             self.metrics = Metrics(self)
+        if client_script_path is not None:
+            self.add_http_route(client_script_path, client_script)
 
     @classmethod
     def from_settings(cls, settings: AiowsSettings | None = None) -> WebSocketServer:
@@ -178,12 +185,39 @@ class WebSocketServer:
         it on its bounded outgoing queue (``outgoing_queue_size``). With a
         shared backend it reaches the connections of every server. Returns
         the number of this server's connections it was written or queued for.
+
+        With a backend that keeps history (``history_size > 0``), a broadcast to
+        a room is stored and numbered first: each delivery is the JSON object
+        plus ``"room"``, ``"offset"`` and ``"epoch"``, and ``data`` that is not
+        a JSON object, or already has one of those keys, raises
+        ``ValueError``. Raises ``aiows.exceptions.BackendUnavailable`` when
+        the history cannot be reached (nothing was sent then).
         """
         return await self.hub.broadcast(data, room, exclude)
 
     async def room_members(self, room: str) -> int:
         """The number of connections in ``room``, across every server sharing the backend."""
         return await self.hub.room_members(room)
+
+    async def presence(self, room: str) -> dict[str, Any]:
+        """``{"connections": N, "users": [...]}``: who is in ``room``, across every server sharing the backend.
+
+        ``users`` are the distinct ``websocket.context["user_id"]`` values (set
+        by ``AuthMiddleware``) of the room's connections, sorted; connections
+        without one count in ``connections`` only. Like ``room_members()``, a
+        server that stopped refreshing its presence drops out after the
+        backend's ``presence_ttl``.
+        """
+        return await self.hub.presence(room)
+
+    async def room_position(self, room: str) -> dict[str, Any]:
+        """``{"epoch": E, "offset": N}``: ``room``'s last publication (offset 0: none yet), with a history backend.
+
+        A client that stores it with a snapshot it got from the app can later
+        ``join(room, offset=N, epoch=E)`` and receive every publication since.
+        Raises ``RuntimeError`` when the backend keeps no history.
+        """
+        return await self.hub.room_position(room)
 
     @property
     def broadcast_stats(self) -> BroadcastStats:
@@ -384,6 +418,22 @@ class WebSocketServer:
             announce(f"serving on {running.url} (Ctrl-C to stop)")
             await stop.wait()
             announce(f"shutting down (grace {self.options.shutdown_grace:g} s)")
+
+
+#: The browser client (``aiows/static/aiows.js``), read once when first asked for.
+_client_script: bytes | None = None
+
+
+def client_script(request: HTTPRequest) -> HTTPResponse:
+    """The dependency-free browser client, served at ``client_script_path`` (``/aiows.js``)."""
+    global _client_script
+    if _client_script is None:
+        _client_script = (Path(__file__).resolve().parent / "static" / "aiows.js").read_bytes()
+    return HTTPResponse(
+        body=_client_script,
+        content_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 T = TypeVar("T")

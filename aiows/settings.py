@@ -76,6 +76,7 @@ class AiowsSettings(BaseSettings):
     send_timeout: float | None = _DEFAULTS.send_timeout
     max_queue: int | None = _DEFAULTS.max_queue
     max_concurrent_handlers: int = _DEFAULTS.max_concurrent_handlers
+    max_pending_requests: int = _DEFAULTS.max_pending_requests
     max_connections: int | None = _DEFAULTS.max_connections
     max_connections_per_ip: int | None = _DEFAULTS.max_connections_per_ip
     max_connections_per_ip_per_minute: int | None = _DEFAULTS.max_connections_per_ip_per_minute
@@ -87,6 +88,7 @@ class AiowsSettings(BaseSettings):
     health_path: str | None = _DEFAULTS.health_path
     health_detail: bool = _DEFAULTS.health_detail
     metrics_path: str | None = _DEFAULTS.metrics_path
+    client_script_path: str | None = _DEFAULTS.client_script_path
     shutdown_grace: float = _DEFAULTS.shutdown_grace
     outgoing_queue_size: int = _DEFAULTS.outgoing_queue_size
     outgoing_overflow: Literal["close", "drop_oldest"] = _DEFAULTS.outgoing_overflow

@@ -79,9 +79,7 @@ class ServerCounters:
             self.auth_failures += 1
         elif event.startswith("rate_limit_"):
             action = event[len("rate_limit_") :]
-            self.rate_limited[action] = self.rate_limited.get(action, 0) + 1
-            if action == "error":
-                self.errors["rate_limited"] = self.errors.get("rate_limited", 0) + 1
+            self.rate_limited[action] = self.rate_limited.get(action, 0) + 1  # its error frame is counted when sent
 
     def snapshot(self, server: WebSocketServer) -> ServerStats:
         """The counters now, with the live connections of ``server``'s running dispatchers."""

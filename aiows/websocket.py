@@ -10,13 +10,14 @@ import orjson
 from pydantic import BaseModel
 
 from .exceptions import ConnectionError, InvalidJSONError
+from .pending import DEFAULT_MAX_PENDING_REQUESTS, PendingRequests
 from .sending import send_frame
 from .transports.base import CLOSED, OPEN, Link
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
 
-__all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip"]
+__all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip", "take_deferred"]
 
 
 #: ``orjson.dumps`` and ``loads``, bound once: compiled code would look the module attribute up on every message.
@@ -73,6 +74,14 @@ class WebSocket:
         self._server = server
         #: The rooms joined (``None`` until the first: most connections join none, and a set costs 216 bytes).
         self._rooms: set[str] | None = None
+        #: The server's requests waiting for this client's replies (``None`` until the first ``request()``).
+        self._pending: PendingRequests | None = None
+        #: Messages with a ``"ref"`` being handled (the dispatcher counts them; see ``aiows.chain``).
+        self.answering = 0
+        #: Messages the dispatcher took from the link ahead of their turn, to find a reply behind them (in order).
+        self._deferred: list[tuple[bool, bytes]] | None = None
+        #: Whether ``receive_json()`` waits for the next message.
+        self.receiving = False
 
     @property
     def connection(self) -> Link:
@@ -94,9 +103,21 @@ class WebSocket:
         """The rooms this connection is in."""
         return frozenset(self._rooms) if self._rooms is not None else frozenset()
 
-    async def join(self, room: str) -> None:
-        """Join ``room``: ``server.broadcast(data, room=room)`` now reaches this connection."""
-        await self.server.hub.join(self, room)
+    async def join(self, room: str, offset: int | None = None, epoch: str | None = None) -> bool:
+        """Join ``room``: ``server.broadcast(data, room=room)`` now reaches this connection.
+
+        With ``offset`` and ``epoch`` (the last position this client saw in the
+        room, from the ``"offset"`` and ``"epoch"`` of its publications, or
+        from ``server.room_position()``), it also recovers what it missed:
+        every publication of the room after ``offset`` is sent to this
+        connection, in order, before any live one, with no gap and no
+        duplicate. Returns ``True`` when all of them were sent; ``False`` when
+        that cannot be done (the epoch changed, the history no longer reaches
+        back that far, the backend keeps no history, or the connection is in
+        the room already): then nothing is replayed, and the app sends its own
+        snapshot. Without ``offset`` it returns ``True``.
+        """
+        return await self.server.hub.join(self, room, offset, epoch)
 
     async def leave(self, room: str) -> None:
         """Leave ``room`` (connections leave all their rooms when they disconnect)."""
@@ -166,6 +187,24 @@ class WebSocket:
         """Send one binary frame: ``await websocket.send_bytes(data)``."""
         return send_frame(self, bytes(data), False)
 
+    def request(self, payload: object, timeout: float = 5.0) -> Coroutine[Any, Any, Any]:
+        """Send ``payload`` (a dict or a model) with a ``"ref"`` and return the ``data`` of the client's reply.
+
+        Use it as ``data = await websocket.request({"type": "confirm"}, timeout=5.0)``:
+        the client answers with ``{"type": "reply", "ref": REF, "data": ...}``
+        (``REF`` as received). Raises ``aiows.exceptions.RequestTimeout`` (an
+        ``asyncio.TimeoutError``) after ``timeout`` seconds,
+        ``aiows.exceptions.ConnectionError`` if the connection closes first,
+        and ``TooManyPendingRequests`` at once when the server's
+        ``max_pending_requests`` (64) requests wait already on this connection.
+        """
+        pending = self._pending
+        if pending is None:
+            server = self._server
+            limit = server.options.max_pending_requests if server is not None else DEFAULT_MAX_PENDING_REQUESTS
+            pending = self._pending = PendingRequests(limit)
+        return pending.request(self, payload, timeout)
+
     def send_message(self, message: BaseModel) -> Coroutine[Any, Any, None]:
         """Send a pydantic model (a ``BaseMessage``) as one JSON frame: ``await websocket.send_message(m)``."""
         return send_frame(self, encode_json(message), True)
@@ -175,23 +214,41 @@ class WebSocket:
 
         Raises ``InvalidJSONError`` for a frame that is not JSON and
         ``aiows.exceptions.ConnectionError`` once the connection is closed.
+        A reply to one of the server's ``request()`` calls goes to that call,
+        not here.
         """
         link = self.link
-        try:
-            text, raw = await link.receive()
-        except ConnectionError:
-            raise ConnectionError("connection closed", self.close_code) from None
-        self.message_size = len(raw)
-        try:
-            return _loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if text:
+        while True:
+            if self._deferred is not None:
+                text, raw = take_deferred(self)
+            else:
+                self.receiving = True
                 try:
-                    raw.decode()
-                except UnicodeDecodeError:
-                    link.fail(1007, "invalid UTF-8")
-                    raise ConnectionError("connection closed: invalid UTF-8", 1007) from None
-            raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
+                    text, raw = await link.receive()
+                except ConnectionError:
+                    raise ConnectionError("connection closed", self.close_code) from None
+                finally:
+                    self.receiving = False
+            self.message_size = len(raw)
+            try:
+                data = _loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if text:
+                    try:
+                        raw.decode()
+                    except UnicodeDecodeError:
+                        link.fail(1007, "invalid UTF-8")
+                        raise ConnectionError("connection closed: invalid UTF-8", 1007) from None
+                raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
+            pending = self._pending
+            if (
+                pending is not None
+                and type(data) is dict
+                and data.get("type") == "reply"
+                and pending.resolve(data.get("ref"), data.get("data"))
+            ):
+                continue  # the answer to a request() of the server
+            return data
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` and wait for the closing handshake.
@@ -205,6 +262,16 @@ class WebSocket:
     def close_soon(self, code: int = 1000, reason: str = "") -> None:
         """Start closing the connection (as ``close()``) without waiting for it."""
         self.link.close_soon(code, reason)
+
+
+def take_deferred(websocket: WebSocket) -> tuple[bool, bytes]:
+    """The oldest message the dispatcher took ahead of its turn (``websocket._deferred`` must hold one)."""
+    deferred = websocket._deferred
+    assert deferred is not None
+    item = deferred.pop(0)
+    if not deferred:
+        websocket._deferred = None
+    return item
 
 
 def peer_ip(address: Any) -> str:

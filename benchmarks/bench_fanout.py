@@ -14,6 +14,9 @@ is one ~100-byte JSON text frame to all of them:
 - aiows with ``RedisBackend`` (when ``redis-server`` is on PATH: one is started on a free loopback
   port): one server holds no connections and broadcasts, a second one in the same process holds
   the 1,000 connections and fans out what it receives through Redis;
+- the two aiows rows above again with room history (``MemoryBackend(history_size=100)``,
+  ``RedisBackend(..., history_size=100)``): every publication is numbered and stored, and each
+  delivery carries ``"room"``, ``"offset"`` and ``"epoch"``;
 - python-socketio on aiohttp, ``sio.emit(..., room=...)`` (when python-socketio and aiohttp are installed).
 
 How a broadcast is triggered, the same for every row: this process writes
@@ -62,12 +65,14 @@ from typing import Any, cast
 import orjson
 
 from aiows import BaseMessage, Router, WebSocket, WebSocketServer
-from aiows.broadcast import RedisBackend
+from aiows.broadcast import BroadcastBackend, MemoryBackend, RedisBackend
 
 HERE = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 ROOM = "bench"
+#: Publications the rooms of the history rows keep.
+HISTORY = 100
 #: Every broadcast frame carries it; the client counts the frames that do.
 MARKER = b"fanout"
 TEXT = "the same line for everyone in the room"
@@ -96,6 +101,8 @@ ROWS = [
     Row("aiows", "aiows server.broadcast(), default transport"),
     Row("aiows-picows", 'aiows server.broadcast(), transport="picows"', ("picows",)),
     Row("aiows-redis", "aiows + RedisBackend (publisher -> fan-out server)", ("redis",), redis=True),
+    Row("aiows-history", "aiows server.broadcast(), MemoryBackend(history_size=100)"),
+    Row("aiows-redis-history", "aiows + RedisBackend(history_size=100)", ("redis",), redis=True),
     Row(
         "socketio", "python-socketio sio.emit(room=) (aiohttp)", ("socketio", "aiohttp"),
         path="/socket.io/?EIO=4&transport=websocket", hello=b"40",
@@ -215,7 +222,7 @@ class Join(BaseMessage):
     room: str
 
 
-def aiows_app(transport: str, backend: RedisBackend | None) -> WebSocketServer:
+def aiows_app(transport: str, backend: BroadcastBackend | None) -> WebSocketServer:
     """An aiows server whose clients join the room with their first message; no pings, as in every row."""
     router = Router()
 
@@ -228,9 +235,10 @@ def aiows_app(transport: str, backend: RedisBackend | None) -> WebSocketServer:
     return server
 
 
-async def serve_aiows(transport: str, redis_url: str | None) -> None:
-    backends = [RedisBackend(redis_url), RedisBackend(redis_url)] if redis_url else []
-    receiver = aiows_app(transport, backends[0] if backends else None)
+async def serve_aiows(transport: str, redis_url: str | None, history: int = 0) -> None:
+    """The aiows rows; ``history``: the rooms keep that many publications (0: no history)."""
+    backends = [RedisBackend(redis_url, history_size=history) for _ in range(2)] if redis_url else []
+    receiver = aiows_app(transport, backends[0] if backends else MemoryBackend(history_size=history))
     # With Redis: a second server that holds no connections and only publishes.
     sender = aiows_app(transport, backends[1]) if backends else receiver
 
@@ -301,6 +309,8 @@ def server_main(kind: str, redis_url: str | None) -> None:
         "aiows": lambda: serve_aiows("websockets", None),
         "aiows-picows": lambda: serve_aiows("picows", None),
         "aiows-redis": lambda: serve_aiows("websockets", redis_url),
+        "aiows-history": lambda: serve_aiows("websockets", None, HISTORY),
+        "aiows-redis-history": lambda: serve_aiows("websockets", redis_url, HISTORY),
         "socketio": serve_socketio,
     }
     uvloop.run(servers[kind]())
@@ -780,6 +790,13 @@ def print_targets(results: dict[str, dict[str, Any]], clients: int) -> None:
         if key in results and reference:
             ratio = results[key]["cpu_us"] / reference["cpu_us"]
             print(f"#   {claim}: {ratio:.2f}x  {'met' if ratio <= target else 'missed'}")
+        else:
+            print(f"#   {claim}: n/a (a row was not run)")
+    for key, base in (("aiows-history", "aiows"), ("aiows-redis-history", "aiows-redis")):
+        claim = f"history costs < 10% more server CPU per delivery ({key} vs {base})"
+        if key in results and base in results:
+            ratio = results[key]["cpu_us"] / results[base]["cpu_us"]
+            print(f"#   {claim}: {ratio:.2f}x  {'met' if ratio < 1.1 else 'missed'}")
         else:
             print(f"#   {claim}: n/a (a row was not run)")
     for key in ("aiows", "aiows-picows"):

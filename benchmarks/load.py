@@ -6,7 +6,11 @@
 The traffic: 50 connections, each with 1, 2 or 8 requests in flight (three
 measurements per row; "1 in flight" is lockstep: a connection sends its next
 request only when the reply has arrived), every request the ~100-byte JSON
-``ChatMessage`` of ``bench_app.PAYLOAD`` and every reply the same size.
+``ChatMessage`` of ``bench_app.PAYLOAD`` and every reply the same size. The
+``aiows-ref`` row sends the same message as a request (``bench_app.REQUEST``:
+type ``ask`` and ``"ref": 1``, 108 bytes) whose handler returns the reply,
+sent as ``{"type": "reply", "ref": 1, "data": ...}`` (about 120 bytes): what
+request/reply costs against the ``aiows`` row's plain send and receive.
 
 For every row, a fresh server process (``servers.py``) listens on 127.0.0.1
 and a fresh client process (this file with ``--client``) measures, in order:
@@ -84,6 +88,7 @@ class Row:
 ROWS = [
     Row("raw", "raw", "raw websockets echo", "asyncio", "websockets"),
     Row("aiows", "aiows", "aiows default", "asyncio", "default"),
+    Row("aiows-ref", "aiows", 'aiows request/reply ("ref", the return value)', "asyncio", "default", protocol="ref"),
     Row("aiows-mw3", "aiows-mw3", "aiows + 3 middlewares", "asyncio", "default"),
     Row(
         "aiows-metrics", "aiows-metrics", 'aiows + metrics_path="/metrics"', "asyncio", "default",
@@ -153,7 +158,13 @@ def server_rss(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+#: The ``aiows-ref`` row's request: the same message with a ``"ref"`` (the same bytes as ``bench_app.REQUEST``).
+REQUEST = b'{"type":"ask","text":"hello, this is a benchmark message of ordinary size","user_id":42,"ref":1}'
+
+
 def frame_for(protocol: str) -> bytes:
+    if protocol == "ref":
+        return REQUEST
     return b'42["chat",' + PAYLOAD + b"]" if protocol == "socketio" else PAYLOAD
 
 
@@ -162,6 +173,10 @@ def check_reply(payload: bytes, protocol: str) -> None:
     if protocol == "socketio":
         event, data = json.loads(payload[2:])
         assert event == "chat", payload
+    elif protocol == "ref":
+        reply = json.loads(payload)
+        assert reply["type"] == "reply" and reply["ref"] == 1, payload
+        data = reply["data"]
     else:
         data = json.loads(payload)
     assert data["type"] == "chat" and data["user_id"] == 42, payload

@@ -3,20 +3,35 @@
 Run it with ``python examples/simple_chat.py [PORT] [REDIS_URL]`` (default port
 8000, in-memory rooms), then open ``http://localhost:8000/`` in a browser, in
 two tabs to chat between them: the same port serves the page
-(``examples/static/chat.html``) over plain HTTP and the chat over WebSocket.
-With a Redis URL, every process started with the same
-URL shares rooms, broadcasts and member counts::
+(``examples/static/chat.html``, which uses the server's ``/aiows.js`` client)
+over plain HTTP and the chat over WebSocket. With a Redis URL, every process
+started with the same URL shares rooms, broadcasts, member counts and the
+rooms' history::
 
     python examples/simple_chat.py 8001 redis://localhost:6379/0
     python examples/simple_chat.py 8002 redis://localhost:6379/0
 
+Each room keeps its last 100 publications (in Redis, or in the process's
+memory without it), so a page that reconnects (after a network blip, or after
+this server restarted while another one on the same Redis kept the chat going)
+joins again from the last message it saw and shows what it missed, once and
+in order.
+
 The protocol (JSON text frames; client -> server on the left)::
 
     {"type": "chat", "text": "hi", "user_id": 1}      -> everyone: {"type": "chat", "user_id", "text", "timestamp"}
-    {"type": "join", "room": "lobby", "name": "ann"}  -> the room:  {"type": "joined", "room", "name", "members"}
-    {"type": "say", "room": "lobby", "text": "hi"}    -> the room:  {"type": "said", "room", "name", "text", "timestamp"}
-    {"type": "leave", "room": "lobby"}                -> the room and you: {"type": "left", "room", "name", "members"}
+    {"type": "join", "room": "lobby", "name": "ann"}  -> the room:  {"type": "joined", "name", "members", ...}
+    {"type": "say", "room": "lobby", "text": "hi"}    -> the room:  {"type": "said", "name", "text", "timestamp", ...}
+    {"type": "leave", "room": "lobby"}                -> the room:  {"type": "left", "name", "members", ...}
+                                                         and you:   {"type": "left", "room", "name", "members"}
     {"type": "members", "room": "lobby"}              -> you: {"type": "members", "room", "count"}
+
+Every frame sent to a room carries ``"room"``, ``"offset"`` and ``"epoch"``
+(added by aiows). A ``join`` may carry the ``"offset"`` and ``"epoch"`` last
+seen in the room: the publications after it come first. With a ``"ref"``, a
+``join`` is answered with ``{"type": "reply", "ref", "data": {"room",
+"recovered", "members"}}`` (``recovered``: whether every missed publication
+was sent).
 
 On connecting you get ``{"type": "welcome", "message": "Connected!"}``.
 ``name`` is optional (``"anonymous"``); a room name has 1-64 characters, a
@@ -35,10 +50,14 @@ from typing import Literal
 from pydantic import Field
 
 from aiows import BaseMessage, ChatMessage, Router, WebSocket, WebSocketServer
+from aiows.broadcast import MemoryBackend
 from aiows.exceptions import AiowsException
 from aiows.http import HTTPRequest, HTTPResponse
 
 PAGE = (Path(__file__).resolve().parent / "static" / "chat.html").read_bytes()
+
+#: Publications each room keeps for clients that reconnect.
+HISTORY = 100
 
 
 class Join(BaseMessage):
@@ -47,6 +66,8 @@ class Join(BaseMessage):
     type: Literal["join"] = "join"
     room: str = Field(min_length=1, max_length=64)
     name: str = Field("anonymous", min_length=1, max_length=32)
+    offset: int | None = Field(None, ge=0)  # the last position seen in the room, to recover from
+    epoch: str | None = Field(None, min_length=1, max_length=64)
 
 
 class Leave(BaseMessage):
@@ -97,26 +118,22 @@ async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
 
 
 @router.message("join")
-async def on_join(websocket: WebSocket, message: Join) -> None:
+async def on_join(websocket: WebSocket, message: Join) -> dict[str, object]:
     websocket.context["name"] = message.name
-    await websocket.join(message.room)
+    if message.offset is not None and message.epoch is not None:  # a client coming back: what it missed first
+        recovered = await websocket.join(message.room, offset=message.offset, epoch=message.epoch)
+    else:
+        recovered = await websocket.join(message.room)
     members = await websocket.server.room_members(message.room)
-    await websocket.server.broadcast(
-        {"type": "joined", "room": message.room, "name": message.name, "members": members}, room=message.room
-    )
+    await websocket.server.broadcast({"type": "joined", "name": message.name, "members": members}, room=message.room)
+    return {"room": message.room, "recovered": recovered, "members": members}  # the reply, when asked with a ref
 
 
 @router.message("say")
 async def on_say(websocket: WebSocket, message: Say) -> None:
     if message.room not in websocket.rooms:
         raise NotInRoom(f"join room {message.room!r} before saying something in it")
-    line = {
-        "type": "said",
-        "room": message.room,
-        "name": name_of(websocket),
-        "text": message.text,
-        "timestamp": message.timestamp,
-    }
+    line = {"type": "said", "name": name_of(websocket), "text": message.text, "timestamp": message.timestamp}
     await websocket.server.broadcast(line, room=message.room)
 
 
@@ -124,9 +141,9 @@ async def leave(websocket: WebSocket, room: str) -> dict[str, object]:
     """Leave ``room``, tell its members; return the ``left`` frame."""
     await websocket.leave(room)
     members = await websocket.server.room_members(room)
-    frame: dict[str, object] = {"type": "left", "room": room, "name": name_of(websocket), "members": members}
-    await websocket.server.broadcast(frame, room=room)
-    return frame
+    frame: dict[str, object] = {"type": "left", "name": name_of(websocket), "members": members}
+    await websocket.server.broadcast(frame, room=room)  # aiows adds "room", "offset" and "epoch"
+    return {**frame, "room": room}
 
 
 @router.message("leave")
@@ -155,12 +172,12 @@ def chat_page(request: HTTPRequest) -> HTTPResponse:
 
 
 def make_server(redis_url: str | None = None) -> WebSocketServer:
-    """The chat server, on in-memory rooms or on the Redis at ``redis_url``."""
+    """The chat server, on in-memory rooms or on the Redis at ``redis_url``; each room keeps its history."""
     if redis_url is None:
-        return WebSocketServer()
+        return WebSocketServer(broadcast=MemoryBackend(history_size=HISTORY))
     from aiows.broadcast import RedisBackend
 
-    return WebSocketServer(broadcast=RedisBackend(redis_url))
+    return WebSocketServer(broadcast=RedisBackend(redis_url, history_size=HISTORY))
 
 
 server = make_server(sys.argv[2] if __name__ == "__main__" and len(sys.argv) > 2 else None)

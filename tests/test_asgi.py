@@ -3,7 +3,7 @@
 Every server runs in its own process on 127.0.0.1 (``tests/asgi_apps/``). Each test checks that the host's
 HTTP route and aiows' health endpoint answer, the quick start's chat exchange, an error frame, ``receive_json()``
 inside a handler, ``AuthMiddleware`` refusing a bad token with 4401, a broadcast to two connections in one
-room, a message over ``max_message_size`` closing with 1009, and that SIGTERM closes an open connection with 1001
+room, request/reply, a server-to-client request and recovery of a room's history, the browser client at ``/aiows.js``, a message over ``max_message_size`` closing with 1009, and that SIGTERM closes an open connection with 1001
 (aiows holds the signal while it drains: see ``aiows/asgi.py``; on granian only mostly) and the server exits.
 """
 
@@ -159,9 +159,11 @@ async def exchange(served: Served) -> None:
     await bob.send(json.dumps({"type": "join", "room": "lobby"}))
     assert await receive(bob) == {"type": "joined", "room": "lobby", "members": 2}
     await bob.send(json.dumps({"type": "say", "room": "lobby", "text": "hello room"}))
-    assert await receive(ann) == {"type": "said", "text": "hello room"}
-    assert await receive(bob) == {"type": "said", "text": "hello room"}
+    said = await receive(ann)
+    assert said == {"type": "said", "text": "hello room", "room": "lobby", "offset": 1, "epoch": said["epoch"]}
+    assert await receive(bob) == said
     await bob.close()
+    await delivery(served, ann, said["epoch"])
     await ann.close()
 
     forged = await connect(served.url("/chat?token=mallory"), open_timeout=10)
@@ -180,11 +182,42 @@ async def exchange(served: Served) -> None:
     assert refused.value.response.status_code in (403, 404)
 
 
+async def delivery(served: Served, ann: ClientConnection, epoch: str) -> None:
+    """Request/reply, a server-to-client request and recovery of a room's history, as over the built-in transports.
+
+    ``ann`` is in room ``lobby``, whose last publication (offset 1, ``epoch``) she has seen; bob has left.
+    """
+    await ann.send(json.dumps({"type": "add", "a": 2, "b": 3, "ref": "r1"}))
+    assert await receive(ann) == {"type": "reply", "ref": "r1", "data": {"sum": 5}}
+    await ann.send(json.dumps({"type": "nope", "ref": 2}))
+    error = await receive(ann)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "unknown_type", 2)
+    await ann.send(json.dumps({"type": "confirm", "ref": 3}))
+    asked = await receive(ann)
+    assert asked["type"] == "sure?" and isinstance(asked["ref"], int)
+    await ann.send(json.dumps({"type": "reply", "ref": asked["ref"], "data": "yes"}))
+    assert await receive(ann) == {"type": "reply", "ref": 3, "data": "yes"}
+    await ann.send(json.dumps({"type": "reply", "ref": asked["ref"], "data": "again"}))
+    assert (await receive(ann))["code"] == "unknown_ref"
+
+    for text in ("m2", "m3"):  # said while bob is away
+        await ann.send(json.dumps({"type": "say", "room": "lobby", "text": text}))
+        assert (await receive(ann))["text"] == text
+    bob = await open_chat(served, "bob")
+    await bob.send(json.dumps({"type": "rejoin", "room": "lobby", "offset": 1, "epoch": epoch, "ref": 4}))
+    missed = [await receive(bob), await receive(bob)]
+    assert [(frame["text"], frame["offset"], frame["epoch"]) for frame in missed] == [("m2", 2, epoch), ("m3", 3, epoch)]
+    assert await receive(bob) == {"type": "reply", "ref": 4, "data": {"recovered": True, "position": {"epoch": epoch, "offset": 3}}}
+    await bob.close()
+
+
 def test_mounted_app_serves_chat_http_auth_rooms_and_closes_with_1001_on_sigterm(served: Served) -> None:
     status, body = http_get(f"http://127.0.0.1:{served.port}/")
     assert status == 200 and body["hello"], body
     status, body = http_get(served.url("/healthz", "http"))
     assert status == 200 and body["status"] == "ok", body
+    with urllib.request.urlopen(served.url("/aiows.js", "http"), timeout=10) as response:  # the browser client
+        assert response.headers["Content-Type"].startswith("text/javascript") and b"aiows" in response.read()
 
     async def scenario() -> tuple[int | None, str | None, float]:
         await exchange(served)

@@ -166,3 +166,66 @@ def test_two_tabs_chat_in_a_room(chat_port: int, browser: Any) -> None:
         "a validation_error line",
         lambda: any(line.startswith("error Error (validation_error)") for line in log_lines(browser)),
     )
+
+
+def said_lines(driver: Any) -> list[str]:
+    return [line for line in log_lines(driver) if line.startswith("said ")]
+
+
+def test_the_page_recovers_what_it_missed_while_its_server_restarted(browser: Any, tmp_path: Any) -> None:
+    """Two chat processes on one Redis. The page's process stops; the chat goes on in the other; the page's
+    process starts again: the page (aiows.js) reconnects, joins again from the last message it saw, and
+    shows every message it missed, once and in order."""
+    import asyncio
+
+    import orjson
+    from processes import free_port
+    from test_broadcast_redis import REDIS_SERVER, RedisProcess, start_chat, stop
+    from websockets.asyncio.client import connect
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not on PATH (apt-get install redis-server)")
+    redis = RedisProcess(tmp_path)
+    redis.start()
+    port_a, port_b = free_port(), free_port()
+    a = start_chat(port_a, redis.url)
+    b = start_chat(port_b, redis.url)
+
+    async def bob_says(*texts: str) -> None:
+        async with connect(f"ws://127.0.0.1:{port_b}") as bob:
+            await bob.send(orjson.dumps({"type": "join", "room": "kitchen", "name": "bob"}).decode())
+            for text in texts:
+                await bob.send(orjson.dumps({"type": "say", "room": "kitchen", "text": text}).decode())
+            while (frame := orjson.loads(await asyncio.wait_for(bob.recv(), WAIT)))["type"] != "said" or (
+                frame["text"] != texts[-1]
+            ):
+                pass  # every line of his is published once he has heard his last one
+
+    try:
+        open_page(browser, port_a)
+        fill(browser, name="ann", room="kitchen")
+        click(browser, "join")
+        wait_for_line(browser, "info ann joined kitchen (1 here)")
+        asyncio.run(bob_says("m1"))
+        wait_for_line(browser, "said bob: m1")
+
+        stop(a)  # the page's server goes away (1001): the page reconnects with backoff
+        status = browser.find_element("id", "status")
+        wait_until(browser, "reconnecting", lambda: "reconnecting" in status.text)
+        asyncio.run(bob_says("m2", "m3"))
+        a = start_chat(port_a, redis.url)
+        wait_for_line(browser, "info Rejoined kitchen")
+        wait_until(browser, "Connected", lambda: status.text == "Connected")
+        asyncio.run(bob_says("m4"))
+        wait_for_line(browser, "said bob: m4")
+        screenshot(browser, "recovered")
+        assert said_lines(browser) == ["said bob: m1", "said bob: m2", "said bob: m3", "said bob: m4"]
+        lines = log_lines(browser)
+        assert not any("could not be recovered" in line for line in lines), lines
+        # what happened in the room while the page was away shows too, in its place
+        assert lines.index("said bob: m2") < lines.index("info Rejoined kitchen")
+    finally:
+        for process in (a, b):
+            if process.poll() is None:
+                stop(process)
+        redis.kill()

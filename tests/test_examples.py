@@ -52,8 +52,13 @@ async def test_middleware_example_requires_a_token_and_echoes(middleware_port: i
 async def test_simple_chat_rooms(chat_port: int) -> None:
     url = f"ws://127.0.0.1:{chat_port}"
 
+    positions: list[tuple[str, int]] = []
+
     async def receive(ws: Any) -> Any:
-        return orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        if "offset" in frame:  # the room's history numbers every publication
+            positions.append((frame.pop("epoch"), frame.pop("offset")))
+        return frame
 
     async def send(ws: Any, frame: dict[str, Any]) -> None:
         await ws.send(orjson.dumps(frame).decode())
@@ -66,6 +71,7 @@ async def test_simple_chat_rooms(chat_port: int) -> None:
         await send(bob, {"type": "join", "room": "lobby", "name": "bob"})
         for ws in (ann, bob):
             assert await receive(ws) == {"type": "joined", "room": "lobby", "name": "bob", "members": 2}
+        assert [offset for _, offset in positions] == [1, 2, 2] and len({epoch for epoch, _ in positions}) == 1
         await send(cid, {"type": "say", "room": "lobby", "text": "let me in"})
         error = await receive(cid)
         assert error["type"] == "error" and error["code"] == "not_in_room"
@@ -83,8 +89,12 @@ async def test_simple_chat_rooms(chat_port: int) -> None:
         assert await receive(bob) == left
         await send(bob, {"type": "leave", "room": "lobby"})
         assert (await receive(bob))["code"] == "not_in_room"
-        await send(bob, {"type": "join", "room": "lobby", "name": "bob"})
-        assert (await receive(bob))["members"] == 2
+        # bob comes back from the last position he saw: his own "left" was not sent to him (he had left)
+        epoch, offset = positions[-1]
+        await send(bob, {"type": "join", "room": "lobby", "name": "bob", "offset": offset - 1, "epoch": epoch, "ref": 1})
+        assert (await receive(bob))["type"] == "left"  # recovered
+        assert (await receive(bob))["members"] == 2  # live
+        assert await receive(bob) == {"type": "reply", "ref": 1, "data": {"room": "lobby", "recovered": True, "members": 2}}
         assert (await receive(ann))["members"] == 2
     # the three are gone: the server stays up and counts nobody
     async with connect(url) as dan:

@@ -137,6 +137,12 @@ async def test_scrape_counts_connections_messages_errors_bytes_and_broadcasts(tr
             for _ in range(3):
                 assert (await exchange(chat, b'{"type":"chat","text":"hi","user_id":1}'))["type"] == "chat"
             assert (await exchange(chat, b'{"type":"chat","text":5}'))["code"] == "validation_error"
+            request = b'{"type":"chat","text":"hi","user_id":1,"ref":7}'  # a request: counted by its type too
+            assert (await exchange(chat, request))["type"] == "chat"
+            reply = await chat.receive()
+            received += len(reply)
+            assert orjson.loads(reply) == {"type": "reply", "ref": 7, "data": None}
+            assert (await exchange(other, b'{"type":"mystery","ref":8}'))["code"] == "unknown_type"
             for number in range(50):  # the client's own types: one label value
                 assert (await exchange(other, b'{"type":"mystery-%d"}' % number))["code"] == "unknown_type"
             assert (await exchange(other, b"{not json"))["code"] == "invalid_json"
@@ -153,14 +159,14 @@ async def test_scrape_counts_connections_messages_errors_bytes_and_broadcasts(tr
             samples = await scrape(client.port)
     assert value(samples, "aiows_connections_opened_total", path="/chat", transport=transport) == 1
     assert value(samples, "aiows_connections_closed_total", path="*", transport=transport, code="4xxx") == 1
-    assert value(samples, "aiows_messages_received_total", type="chat") == 4
-    assert value(samples, "aiows_messages_received_total", type="_unknown") == 50
+    assert value(samples, "aiows_messages_received_total", type="chat") == 5
+    assert value(samples, "aiows_messages_received_total", type="_unknown") == 51
     assert value(samples, "aiows_messages_received_total", type="_invalid") == 2
     assert labels_of(samples, "aiows_messages_received_total", "type") == {"chat", "_unknown", "_invalid", "boom", "shout"}
-    assert value(samples, "aiows_message_handling_seconds_count", type="chat") == 4
-    assert value(samples, "aiows_message_handling_seconds_bucket", type="chat", le="+Inf") == 4
+    assert value(samples, "aiows_message_handling_seconds_count", type="chat") == 5
+    assert value(samples, "aiows_message_handling_seconds_bucket", type="chat", le="+Inf") == 5
     assert 0 < value(samples, "aiows_message_handling_seconds_sum", type="chat") < 1
-    assert value(samples, "aiows_error_frames_total", code="unknown_type") == 50
+    assert value(samples, "aiows_error_frames_total", code="unknown_type") == 51
     for code in ("validation_error", "invalid_json", "invalid_message", "internal_error"):
         assert value(samples, "aiows_error_frames_total", code=code) == 1
     assert value(samples, "aiows_received_bytes_total") == sent
@@ -171,7 +177,7 @@ async def test_scrape_counts_connections_messages_errors_bytes_and_broadcasts(tr
     for name, (kind, _, _) in METRICS.items():  # every metric is there, under its Prometheus name
         if name != "aiows_rate_limited":  # no series until a message is refused
             assert {"counter": name + "_total", "gauge": name, "histogram": name + "_count"}[kind] in names
-    assert server.stats().messages_by_type == {"_invalid": 2, "_unknown": 50, "boom": 1, "chat": 4, "shout": 1}
+    assert server.stats().messages_by_type == {"_invalid": 2, "_unknown": 51, "boom": 1, "chat": 5, "shout": 1}
 
 
 async def test_scrape_counts_auth_failures_and_rate_limiting(transport: str) -> None:

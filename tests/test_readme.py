@@ -94,7 +94,7 @@ def load_snippet(marker: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
 
 
 async def test_readme_rooms_snippet_serves_the_messages_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    server = load_snippet('@router.message("join")', monkeypatch)["server"]
+    server = load_snippet("class Said(BaseModel):", monkeypatch)["server"]
     async with TestClient(server) as client:
         async with client.connect() as ann, client.connect() as bob:
             for ws, members in ((ann, 1), (bob, 2)):

@@ -7,6 +7,12 @@ reply); a recipient that is slow to read gets it on its bounded outgoing
 queue instead (an ``Outbox``, drained by one task that exists only while
 the queue does), so a slow or dead recipient never delays the others. The
 payload is also handed to the backend for the other servers.
+
+With a backend that keeps history (``history_size > 0``), a broadcast to a
+room is numbered by the backend first and delivered in offset order by the
+room's ``RoomLog`` (``aiows.broadcast.history``), which also recovers what a
+rejoining client missed. Presence (``presence()``) counts the distinct
+``context["user_id"]`` of each room's connections.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..transports.base import OPEN
 from ..transports.core import text_frame
 from ..websocket import WebSocket, encode_json
-from .base import BroadcastBackend
+from .base import BroadcastBackend, Position, user_key, user_order
+from .history import RoomLog, history_payload
 
 if TYPE_CHECKING:
     from ..dispatch import Dispatcher
@@ -56,6 +63,10 @@ class BroadcastStats:
     overflow_closes: int = 0
     #: Messages dropped (oldest first) because a queue was full, under ``"drop_oldest"``.
     overflow_drops: int = 0
+    #: Publications sent to rejoining connections from a room's history (``join(room, offset=, epoch=)``).
+    recovered: int = 0
+    #: Times a room's live publications skipped some that were lost (no longer in the history).
+    history_gaps: int = 0
 
 
 class Outbox:
@@ -150,10 +161,15 @@ class Hub:
         self.queue_size = queue_size
         self.overflow: OverflowPolicy = overflow
         self.stats = BroadcastStats()
-        #: Local connections of each room.
-        self.rooms: dict[str, set[WebSocket]] = {}
+        #: Local connections of each room, each with the user id it had when it joined (``None``: none).
+        self.rooms: dict[str, dict[WebSocket, Any]] = {}
+        #: How many of each room's local connections each user id has (rooms with a user id only).
+        self.room_users: dict[str, dict[Any, int]] = {}
         self.outboxes: dict[WebSocket, Outbox] = {}
         self.dispatchers: list[Dispatcher] = []
+        #: Whether the backend keeps room history (then each room with local connections has a ``RoomLog``).
+        self.history = backend.history_size > 0
+        self.logs: dict[str, RoomLog] = {}
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -164,6 +180,8 @@ class Hub:
         self.dispatchers.append(dispatcher)
         if not self._started:
             self._started = True
+            if self.history:
+                self.backend.bind_history(self.receive_publication)
             await self.backend.start(self.receive)
 
     async def detach(self, dispatcher: Dispatcher) -> None:
@@ -176,21 +194,77 @@ class Hub:
 
     # -- rooms -------------------------------------------------------------
 
-    async def join(self, websocket: WebSocket, room: str) -> None:
-        """Add ``websocket`` to ``room`` (nothing happens if it is in it already)."""
+    async def join(self, websocket: WebSocket, room: str, offset: int | None = None, epoch: str | None = None) -> bool:
+        """Add ``websocket`` to ``room``; with ``offset`` and ``epoch``, recover what it missed first.
+
+        Returns ``True`` without ``offset``; with it, whether every publication
+        after ``offset`` was sent (see ``WebSocket.join``). A connection in the
+        room already is left as it is (``False`` with ``offset``: nothing replayed).
+        """
         if not isinstance(room, str) or not room:
             raise ValueError(f"a room is a non-empty string, not {room!r}")
+        if (offset is None) != (epoch is None):
+            raise ValueError("pass offset and epoch together (both from the room's publications or room_position())")
+        if offset is not None and (type(offset) is not int or offset < 0 or not isinstance(epoch, str)):
+            raise ValueError(f"offset must be an integer >= 0 and epoch a string, not {offset!r} and {epoch!r}")
         rooms = websocket._rooms
         if rooms is None:
             rooms = websocket._rooms = set()
         elif room in rooms:
-            return
+            return offset is None
         rooms.add(room)
+        if not self.history:
+            await self.members_changed(room, self.add_member(websocket, room))
+            return offset is None
+        log = self.logs.get(room)
+        if log is None:
+            log = self.logs[room] = RoomLog(self, room)
+            log.settle()  # where the room stands now: publications after it reach the members
+        log.joining += 1
+        try:
+            await log.wait_ready()
+        finally:
+            log.joining -= 1
+        if log.closed or room not in rooms or websocket.closed:
+            return False  # it left (or the connection closed) meanwhile
+        if offset is None:
+            await self.members_changed(room, self.add_member(websocket, room))
+            return True
+        assert epoch is not None
+        recovered = await log.recover(websocket, offset, epoch)
+        members = self.rooms.get(room)
+        if members is not None and websocket in members:
+            user = members[websocket]
+            await self.members_changed(room, user is not None and self.room_users.get(room, {}).get(user) == 1)
+        return recovered
+
+    def add_member(self, websocket: WebSocket, room: str) -> bool:
+        """Put ``websocket`` among ``room``'s local members now; whether the room's distinct users changed."""
         members = self.rooms.get(room)
         if members is None:
-            members = self.rooms[room] = set()
-        members.add(websocket)
-        await self.backend.set_members(room, len(members))
+            members = self.rooms[room] = {}
+        user = user_key(websocket.context.get("user_id"))
+        members[websocket] = user
+        changed = False
+        if user is not None:
+            users = self.room_users.get(room)
+            if users is None:
+                users = self.room_users[room] = {}
+            count = users.get(user, 0)
+            users[user] = count + 1
+            changed = count == 0
+        return changed
+
+    async def members_changed(self, room: str, users_changed: bool) -> None:
+        """Tell the backend ``room``'s local count (and its users, when they changed)."""
+        members = self.rooms.get(room)
+        await self.backend.set_members(room, len(members) if members else 0)
+        if users_changed:
+            await self.backend.set_users(room, self.local_users(room))
+
+    def local_users(self, room: str) -> list[Any]:
+        """The distinct user ids of ``room``'s local connections, sorted."""
+        return sorted(self.room_users.get(room, ()), key=user_order)
 
     async def leave(self, websocket: WebSocket, room: str) -> None:
         """Remove ``websocket`` from ``room`` (nothing happens if it is not in it)."""
@@ -200,12 +274,33 @@ class Hub:
         rooms.discard(room)
         members = self.rooms.get(room)
         count = 0
+        users_changed = False
         if members is not None:
-            members.discard(websocket)
+            if websocket in members:
+                user = members.pop(websocket)
+                if user is not None:
+                    users = self.room_users.get(room)
+                    if users is not None and user in users:
+                        left = users[user] - 1
+                        if left:
+                            users[user] = left
+                        else:
+                            users_changed = True
+                            del users[user]
+                            if not users:
+                                del self.room_users[room]
             count = len(members)
             if not count:
                 del self.rooms[room]
+        log = self.logs.get(room)
+        if log is not None:
+            log.forget(websocket)
+            if not count and not log.recovering and not log.joining:
+                del self.logs[room]
+                log.close()
         await self.backend.set_members(room, count)
+        if users_changed:
+            await self.backend.set_users(room, self.local_users(room))
 
     async def disconnected(self, websocket: WebSocket) -> None:
         """A connection ended: leave all its rooms and drop its queue. Never raises."""
@@ -221,6 +316,23 @@ class Hub:
         members = self.rooms.get(room)
         return await self.backend.count_members(room, len(members) if members else 0)
 
+    async def presence(self, room: str) -> dict[str, Any]:
+        """``{"connections": N, "users": [...]}`` of ``room`` across the cluster (users: distinct, sorted)."""
+        members = self.rooms.get(room)
+        connections, users = await self.backend.presence(room, len(members) if members else 0, self.local_users(room))
+        return {"connections": connections, "users": users}
+
+    async def room_position(self, room: str) -> dict[str, Any]:
+        """``{"epoch": E, "offset": N}``: the last publication of ``room`` (0: none yet)."""
+        if not isinstance(room, str) or not room:
+            raise ValueError(f"a room is a non-empty string, not {room!r}")
+        if not self.history:
+            raise RuntimeError(
+                "rooms keep no history: create the backend with history_size > 0, e.g. MemoryBackend(history_size=100)"
+            )
+        position = (await self.backend.read(room, -1)).position
+        return {"epoch": position.epoch, "offset": position.offset}
+
     # -- broadcast ---------------------------------------------------------
 
     async def broadcast(
@@ -233,7 +345,8 @@ class Hub:
 
         Returns the number of local connections it was written or queued for.
         """
-        payload = encoded(data)
+        numbered = room is not None and self.history
+        payload = history_payload(data) if numbered else encoded(data)
         stats = self.stats
         stats.broadcasts += 1
         stats.encodes += 1
@@ -244,6 +357,11 @@ class Hub:
             excluded = {exclude}
         else:
             excluded = set(exclude)
+        if numbered:
+            assert room is not None
+            position = await self.backend.append(room, payload)  # numbered (and sent to the other servers)
+            log = self.logs.get(room)
+            return log.publish(position.offset, position.epoch, payload, excluded) if log is not None else 0
         sent = self.deliver(room, payload, excluded)
         await self.backend.publish(room, payload)
         return sent
@@ -252,6 +370,40 @@ class Hub:
         """The backend's callback: another server's publication."""
         self.stats.received += 1
         self.deliver(room, payload, None)
+
+    def receive_publication(self, room: str, payload: bytes, position: Position) -> None:
+        """The backend's callback: another server's publication in a room with history."""
+        self.stats.received += 1
+        log = self.logs.get(room)
+        if log is not None:
+            log.publish(position.offset, position.epoch, payload, None)
+
+    def send_one(self, websocket: WebSocket, payload: bytes) -> None:
+        """Send one JSON text frame to ``websocket`` as a broadcast goes: written now, or queued if it is slow."""
+        outbox = self.outboxes.get(websocket)
+        if outbox is None:
+            link = websocket.link
+            if link.state != OPEN:
+                return
+            if not link.paused:
+                link.write(payload, True)
+                self.stats.queued += 1
+                self.stats.delivered += 1
+                return
+            outbox = self.outboxes[websocket] = Outbox(self, websocket)
+        outbox.put(text_frame(payload), payload)
+
+    def overflowed(self, websocket: WebSocket) -> None:
+        """``websocket`` cannot keep up with its broadcasts: close it (1013) or, under drop_oldest, go on."""
+        if self.overflow == "close":
+            self.stats.overflow_closes += 1
+            logger.warning(
+                "%s fell %d messages behind while it recovered a room's history: closing it with %d",
+                websocket.client_ip,
+                self.queue_size,
+                OVERFLOW_CLOSE_CODE,
+            )
+            websocket.close_soon(OVERFLOW_CLOSE_CODE, "outgoing queue full")
 
     def deliver(self, room: str | None, payload: bytes, exclude: set[WebSocket] | None) -> int:
         """Send ``payload`` to the local connections of ``room`` (or all of them): written now where possible."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
+from ..exceptions import RateLimitedError
 from ..stats import record_failure
 from ..types import DisconnectHandler, JSONObject, MessageNext
 from ..websocket import WebSocket
@@ -47,7 +48,9 @@ class RateLimitingMiddleware(BaseMiddleware):
       ``per="ip"``: one budget per ``websocket.client_ip``.
     - ``on_limit="close"`` (default): close the connection with 4429.
       ``on_limit="error"``: answer ``{"type": "error", "code": "rate_limited",
-      ...}``, drop the message and keep the connection open.
+      ...}`` (it raises ``aiows.exceptions.RateLimitedError``, which the
+      dispatcher turns into that frame), drop the message and keep the
+      connection open.
     - At most ``max_keys`` budgets are kept. A budget that has refilled to
       full is the same as a fresh one, so it is forgotten; past ``max_keys``
       the least recently used budgets are forgotten first.
@@ -146,12 +149,10 @@ class RateLimitingMiddleware(BaseMiddleware):
         if self.on_limit == "close":
             record_failure(websocket, "rate_limit_close")
             await websocket.close(RATE_LIMITED, "rate limit exceeded")
-        else:
-            record_failure(websocket, "rate_limit_error")
-            await websocket.send_json(
-                {"type": "error", "code": "rate_limited", "message": "rate limit exceeded: message dropped"}
-            )
-        return None
+            return None
+        record_failure(websocket, "rate_limit_error")
+        # Raised, not sent here: the dispatcher answers it like any error, with the message's "ref" if it has one.
+        raise RateLimitedError("rate limit exceeded: message dropped")
 
     async def on_disconnect(self, handler: DisconnectHandler, websocket: WebSocket, reason: str) -> Any:
         self._buckets.pop(websocket, None)

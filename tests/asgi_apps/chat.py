@@ -6,7 +6,10 @@ Each ``*_app.py`` module beside it mounts ``chat_app`` in one framework, with an
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiows import AuthMiddleware, BaseMessage, ChatMessage, Router, WebSocket, WebSocketServer
+from aiows.broadcast import MemoryBackend
 
 #: A token is ``<user_id><SECRET>`` (AuthMiddleware's plain tokens).
 SECRET = "a-test-secret-that-is-long-enough-for-aiows"
@@ -36,6 +39,26 @@ async def on_say(websocket: WebSocket, message: BaseMessage) -> None:
     await websocket.server.broadcast({"type": "said", "text": getattr(message, "text", "")}, room=getattr(message, "room", ""))
 
 
+@router.message("add")
+async def on_add(websocket: WebSocket, message: BaseMessage) -> dict[str, Any]:
+    """Request/reply: the return value is the reply to a message with a ``"ref"``."""
+    return {"sum": int(getattr(message, "a", 0)) + int(getattr(message, "b", 0))}
+
+
+@router.message("confirm")
+async def on_confirm(websocket: WebSocket, message: BaseMessage) -> Any:
+    """A server-to-client request from inside a handler: the client's reply comes back here."""
+    return await websocket.request({"type": "sure?"}, timeout=5.0)
+
+
+@router.message("rejoin")
+async def on_rejoin(websocket: WebSocket, message: BaseMessage) -> dict[str, Any]:
+    """Join a room from the last position seen in it: what was missed comes first."""
+    room = str(getattr(message, "room", ""))
+    recovered = await websocket.join(room, offset=int(getattr(message, "offset", 0)), epoch=str(getattr(message, "epoch", "")))
+    return {"recovered": recovered, "position": await websocket.server.room_position(room)}
+
+
 @router.message("ask")
 async def on_ask(websocket: WebSocket, message: BaseMessage) -> None:
     """``receive_json()`` inside a handler: the client's next frame is the answer."""
@@ -44,7 +67,8 @@ async def on_ask(websocket: WebSocket, message: BaseMessage) -> None:
     await websocket.send_json({"type": "answered", "answer": answer})
 
 
-server = WebSocketServer(shutdown_grace=5.0)
+#: Rooms keep their last 100 publications: a client that comes back recovers what it missed.
+server = WebSocketServer(shutdown_grace=5.0, broadcast=MemoryBackend(history_size=100))
 server.add_middleware(AuthMiddleware(SECRET))
 server.include_router(router, path="/chat")
 
