@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from .http import HTTPRequest, HTTPResponse, json_response
 from .transports.base import Gate, HandshakeRequest, Link, Reply
@@ -116,6 +119,8 @@ class ServerGate(Gate):
         self.origins = options.origins
         self.health_path = options.health_path
         self.health_detail = options.health_detail
+        self.contract_paths = {path for path in (options.asyncapi_path, options.docs_path) if path is not None}
+        self.contract: dict[str, HTTPResponse] = {}  # built on the first request for it
         limits = (options.max_connections, options.max_connections_per_ip, options.max_connections_per_ip_per_minute)
         self.limiter = ConnectionLimiter(*limits) if any(limit is not None for limit in limits) else None
 
@@ -177,6 +182,8 @@ class ServerGate(Gate):
                 logger.error("HTTP route %r must return an HTTPResponse synchronously", path)
                 return text_reply(500, "Internal Server Error\n")
             response = answer
+        elif path in self.contract_paths:
+            response = self.contract_page(path)
         elif dispatcher.table_for(path) is not None:
             reply = text_reply(426, "Failed to open a WebSocket connection: not a WebSocket request.\n")
             reply.headers.append(("Upgrade", "websocket"))
@@ -184,6 +191,32 @@ class ServerGate(Gate):
         else:
             return text_reply(404, "Not Found\n")
         return Reply(response.status, response.body, [("Content-Type", response.content_type), *response.headers.items()])
+
+    def contract_page(self, path: str) -> HTTPResponse:
+        """The AsyncAPI document or the docs page: built once, on the first request for either."""
+        if not self.contract:
+            from .contract.asyncapi import asyncapi_document
+            from .contract.docs import CONTENT_SECURITY_POLICY, docs_page
+
+            options = self.app.options
+            try:
+                document = asyncapi_document(self.app)
+            except Exception:
+                logger.exception("could not build the AsyncAPI document")
+                return HTTPResponse(500, b"Internal Server Error\n")
+            nosniff = {"X-Content-Type-Options": "nosniff"}
+            if options.asyncapi_path is not None:
+                self.contract[options.asyncapi_path] = HTTPResponse(
+                    200, orjson.dumps(document), "application/json", nosniff
+                )
+            if options.docs_path is not None:
+                link = options.asyncapi_path
+                if link is not None:
+                    link = posixpath.relpath(link, posixpath.dirname(options.docs_path))
+                page = docs_page(document, link).encode()
+                headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, **nosniff}
+                self.contract[options.docs_path] = HTTPResponse(200, page, "text/html; charset=utf-8", headers)
+        return self.contract[path]
 
 
 def text_reply(status: int, text: str) -> Reply:

@@ -1,4 +1,8 @@
-"""The ``aiows`` command: ``aiows run module:server`` and ``aiows --version``.
+"""The ``aiows`` command: ``aiows run module:server``, the contract commands, ``aiows --version``.
+
+``aiows asyncapi myapp:server [-o FILE]`` writes the app's AsyncAPI document
+(JSON) and ``aiows typescript myapp:server [-o FILE]`` its TypeScript message
+types (``aiows.contract``), to standard output without ``-o``.
 
 ``aiows run myapp:server`` imports ``myapp`` from the current directory (as
 uvicorn does) and serves the ``WebSocketServer`` named ``server`` in it.
@@ -15,6 +19,7 @@ import collections
 import dataclasses
 import importlib
 import importlib.metadata
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -149,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument("--certfile", help="the server's certificate chain (PEM); turns TLS on")
     tls.add_argument("--keyfile", help="its private key (PEM; default: in the certificate file)")
     tls.add_argument("--ca-certs", help="require client certificates signed by these CAs (PEM; mutual TLS)")
+    for name, what in (("asyncapi", "AsyncAPI 3.0.0 document (JSON)"), ("typescript", "TypeScript message types")):
+        contract = commands.add_parser(name, help=f"write the app's {what}", description=f"Write MODULE:SERVER's {what}.")
+        contract.add_argument("app", metavar="MODULE:SERVER", help="where the WebSocketServer is, e.g. myapp:server")
+        contract.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
+        contract.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
     return parser
 
 
@@ -189,6 +199,8 @@ class Launch:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``aiows`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
+    if args.command in ("asyncapi", "typescript"):
+        return _contract(args)
     return _run(args)
 
 
@@ -232,6 +244,33 @@ def _resolve(args: argparse.Namespace) -> None:
     for name, default in RUN_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default if settings is None else getattr(settings, name))
+
+
+def _contract(args: argparse.Namespace) -> int:
+    from .contract.asyncapi import asyncapi_document
+    from .contract.typescript import typescript_declarations
+
+    try:
+        server = import_server(args.app, args.app_dir)
+    except AppLoadError as exc:
+        return _error(str(exc))
+    try:
+        document = asyncapi_document(server)
+    except Exception as exc:  # a model pydantic cannot write a JSON Schema for, for one
+        return _error(f"cannot build the AsyncAPI document of {args.app}: {exc}")
+    if args.command == "asyncapi":
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = typescript_declarations(document)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as output:
+            output.write(text)
+    except OSError as exc:
+        return _error(f"cannot write {args.output}: {exc.strerror or exc}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .exceptions import AiowsException, RouterError
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -21,6 +23,8 @@ __all__ = [
     "GameActionMessage",
     "JoinRoomMessage",
     "StrictMessage",
+    "check_outgoing",
+    "message_type_of",
 ]
 
 #: Longest ``ChatMessage.text``, in characters.
@@ -103,3 +107,30 @@ class GameActionMessage(BaseMessage):
     type: Literal["game_action"] = "game_action"
     action: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     coordinates: tuple[int, int]
+
+
+def message_type_of(model: type[BaseModel]) -> str | None:
+    """The ``"type"`` a model's messages carry: its ``type: Literal["..."]`` field's one value, else ``None``."""
+    field = model.model_fields.get("type")
+    if field is None or get_origin(field.annotation) is not Literal:
+        return None
+    values = get_args(field.annotation)
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+def check_outgoing(item: object) -> None:
+    """Refuse what cannot be declared as sent by the server (see ``Router.emits``).
+
+    Raises:
+        RouterError: ``item`` is neither a pydantic model with a
+            ``type: Literal["..."]`` field nor an ``AiowsException`` subclass.
+    """
+    if isinstance(item, type) and issubclass(item, AiowsException):
+        return
+    if isinstance(item, type) and issubclass(item, BaseModel):
+        if message_type_of(item) is None:
+            raise RouterError(
+                f'{item.__qualname__} declares no message type: give it a field type: Literal["..."] with one value'
+            )
+        return
+    raise RouterError(f"{item!r} is neither a pydantic model nor an AiowsException subclass: it cannot be emitted")

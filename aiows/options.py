@@ -53,6 +53,10 @@ class ServerOptions:
     health_path: str | None = "/healthz"
     health_detail: bool = False
     metrics_path: str | None = None
+    asyncapi_path: str | None = "/asyncapi.json"
+    docs_path: str | None = "/docs"
+    title: str = "aiows app"
+    version: str = "0.1.0"
     shutdown_grace: float = 10.0
     outgoing_queue_size: int = 256
     outgoing_overflow: Literal["close", "drop_oldest"] = "close"
@@ -100,7 +104,7 @@ class ServerOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(name, f"{name} must be at least 1 (or None for no limit), not {value}")
-        for name in ("health_path", "metrics_path"):
+        for name in ("health_path", "metrics_path", "asyncapi_path", "docs_path"):
             path = getattr(self, name)
             if path is not None and not path.startswith("/"):
                 raise OptionError(name, f"{name} must start with '/' (or be None), not {path!r}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any, Callable, Final, TypeVar
 
 from .exceptions import MiddlewareError, RouterError
+from .messages import check_outgoing
 from .middleware.base import BaseMiddleware
 from .types import ConnectHandler, DisconnectHandler, MessageHandler, RawHandler
 
@@ -31,7 +33,8 @@ class Router:
 
     Register handlers with ``@router.connect()``, ``@router.message("type")``,
     ``@router.message()`` (catch-all) and ``@router.disconnect()``, then
-    ``server.include_router(router)``.
+    ``server.include_router(router)``. What the handlers send is declared
+    with ``emits=`` or ``router.emits()``, for the contract (``aiows.contract``).
     """
 
     def __init__(self) -> None:
@@ -43,9 +46,28 @@ class Router:
         self.middlewares: list[BaseMiddleware] = []
         self.children: list[Router] = []
         self.parent: Router | None = None
+        #: What this router's handlers send (models) and the error codes they raise (exceptions).
+        self.outgoing: list[type[Any]] = []
 
-    def connect(self) -> Callable[[C], C]:
-        """Decorator: run ``async def handler(websocket)`` when a client connects."""
+    def emits(self, *outgoing: type[Any]) -> None:
+        """Declare messages this router's handlers send: pydantic models with a ``type: Literal[...]``.
+
+        ``AiowsException`` subclasses declare the error codes they raise. The
+        declarations go into the AsyncAPI document, the docs page and the
+        TypeScript types; nothing is checked at run time. ``emits=[...]`` on
+        ``connect()`` and ``message()`` declares them next to the handler.
+        """
+        for item in outgoing:
+            check_outgoing(item)
+            if item not in self.outgoing:
+                self.outgoing.append(item)
+
+    def connect(self, *, emits: Sequence[type[Any]] = ()) -> Callable[[C], C]:
+        """Decorator: run ``async def handler(websocket)`` when a client connects.
+
+        ``emits`` declares what the handler sends (see ``emits()``).
+        """
+        self.emits(*emits)
 
         def register(handler: C) -> C:
             _require_coroutine(handler, "connect")
@@ -54,15 +76,17 @@ class Router:
 
         return register
 
-    def message(self, message_type: str | None = None) -> Callable[[M], M]:
+    def message(self, message_type: str | None = None, *, emits: Sequence[type[Any]] = ()) -> Callable[[M], M]:
         """Decorator: handle messages whose ``"type"`` is ``message_type``.
 
         Without a type, the handler is this router's catch-all: it takes the
         messages no typed handler (in any router) takes. The handler is
         ``async def handler(websocket, message)``; ``message`` is validated
         into the model its parameter is annotated with (``BaseMessage`` when
-        not annotated).
+        not annotated); its docstring describes the message in the contract.
+        ``emits`` declares what the handler sends (see ``emits()``).
         """
+        self.emits(*emits)
 
         def register(handler: M) -> M:
             _require_coroutine(handler, "message")

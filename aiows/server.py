@@ -86,6 +86,10 @@ class WebSocketServer:
         health_path: str | None = "/healthz",
         health_detail: bool = False,
         metrics_path: str | None = None,
+        asyncapi_path: str | None = "/asyncapi.json",
+        docs_path: str | None = "/docs",
+        title: str = "aiows app",
+        version: str = "0.1.0",
         shutdown_grace: float = 10.0,
         broadcast: BroadcastBackend | None = None,
         outgoing_queue_size: int = 256,
@@ -115,6 +119,10 @@ class WebSocketServer:
             health_path=health_path,
             health_detail=health_detail,
             metrics_path=metrics_path,
+            asyncapi_path=asyncapi_path,
+            docs_path=docs_path,
+            title=title,
+            version=version,
             shutdown_grace=shutdown_grace,
             outgoing_queue_size=outgoing_queue_size,
             outgoing_overflow=outgoing_overflow,
@@ -251,8 +259,14 @@ class WebSocketServer:
     def add_http_route(self, path: str, handler: HTTPHandler) -> None:
         """Answer plain HTTP GET requests for ``path`` with ``handler(request) -> HTTPResponse``.
 
-        The handler must be synchronous (it runs inside the handshake).
+        The handler must be synchronous (it runs inside the handshake). The
+        paths of the built-in endpoints (``health_path``, ``asyncapi_path``,
+        ``docs_path``) are refused: turn the endpoint off or move it first.
         """
+        options = self.options
+        for option in ("health_path", "asyncapi_path", "docs_path"):
+            if path == getattr(options, option):
+                raise RouterError(f"{path} is the {option} endpoint: pass {option}=None or another path to use it")
         self.http_routes[path] = handler
 
     def route_table(self, routers: list[Router]) -> RouteTable:

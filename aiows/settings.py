@@ -89,6 +89,10 @@ class AiowsSettings(BaseSettings):
     health_detail: bool = _DEFAULTS.health_detail
     metrics_path: str | None = _DEFAULTS.metrics_path
     client_script_path: str | None = _DEFAULTS.client_script_path
+    asyncapi_path: str | None = _DEFAULTS.asyncapi_path
+    docs_path: str | None = _DEFAULTS.docs_path
+    title: str = _DEFAULTS.title
+    version: str = _DEFAULTS.version
     shutdown_grace: float = _DEFAULTS.shutdown_grace
     outgoing_queue_size: int = _DEFAULTS.outgoing_queue_size
     outgoing_overflow: Literal["close", "drop_oldest"] = _DEFAULTS.outgoing_overflow

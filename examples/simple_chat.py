@@ -17,6 +17,9 @@ this server restarted while another one on the same Redis kept the chat going)
 joins again from the last message it saw and shows what it missed, once and
 in order.
 
+The same port serves the protocol's contract: ``/docs`` (a page) and
+``/asyncapi.json`` (the AsyncAPI document), from the models below.
+
 The protocol (JSON text frames; client -> server on the left)::
 
     {"type": "chat", "text": "hi", "user_id": 1}      -> everyone: {"type": "chat", "user_id", "text", "timestamp"}
@@ -44,10 +47,11 @@ say or leave where you have not joined. Disconnecting leaves every room
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from aiows import BaseMessage, ChatMessage, Router, WebSocket, WebSocketServer
 from aiows.broadcast import MemoryBackend
@@ -61,12 +65,12 @@ HISTORY = 100
 
 
 class Join(BaseMessage):
-    """Join a room, under a display name."""
+    """Join a room, under a display name; ``offset`` and ``epoch``: the last position seen there, to recover from."""
 
     type: Literal["join"] = "join"
     room: str = Field(min_length=1, max_length=64)
     name: str = Field("anonymous", min_length=1, max_length=32)
-    offset: int | None = Field(None, ge=0)  # the last position seen in the room, to recover from
+    offset: int | None = Field(None, ge=0)
     epoch: str | None = Field(None, min_length=1, max_length=64)
 
 
@@ -92,6 +96,58 @@ class Members(BaseMessage):
     room: str = Field(min_length=1, max_length=64)
 
 
+class Welcome(BaseModel):
+    """Sent to every client that connects."""
+
+    type: Literal["welcome"] = "welcome"
+    message: str
+
+
+class ChatLine(BaseModel):
+    """A ``chat`` message, sent to everyone."""
+
+    type: Literal["chat"] = "chat"
+    user_id: int
+    text: str
+    timestamp: datetime
+
+
+class Joined(BaseModel):
+    """Someone joined the room; ``members`` counts its connections across every server.
+
+    Sent to a room: aiows adds ``room``, ``offset`` and ``epoch`` (the room keeps a history).
+    """
+
+    type: Literal["joined"] = "joined"
+    name: str
+    members: int
+
+
+class Said(BaseModel):
+    """What someone said in the room (aiows adds ``room``, ``offset`` and ``epoch``)."""
+
+    type: Literal["said"] = "said"
+    name: str
+    text: str
+    timestamp: datetime
+
+
+class Left(BaseModel):
+    """Someone left the room: sent to the room (aiows adds ``room``, ``offset`` and ``epoch``) and, with ``room``, to the one who left."""
+
+    type: Literal["left"] = "left"
+    name: str
+    members: int
+
+
+class MemberCount(BaseModel):
+    """The answer to ``members``."""
+
+    type: Literal["members"] = "members"
+    room: str
+    count: int
+
+
 class NotInRoom(AiowsException):
     """Saying or leaving where the client has not joined."""
 
@@ -106,57 +162,62 @@ def name_of(websocket: WebSocket) -> str:
     return name
 
 
-@router.connect()
+@router.connect(emits=[Welcome])
 async def on_connect(websocket: WebSocket) -> None:
-    await websocket.send_json({"type": "welcome", "message": "Connected!"})
+    await websocket.send_message(Welcome(message="Connected!"))
 
 
-@router.message("chat")
+@router.message("chat", emits=[ChatLine])
 async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
-    line = {"type": "chat", "user_id": message.user_id, "text": message.text, "timestamp": message.timestamp}
+    """Say something to everyone connected (to every server sharing the backend)."""
+    line = ChatLine(user_id=message.user_id, text=message.text, timestamp=message.timestamp)
     await websocket.server.broadcast(line)
 
 
-@router.message("join")
+@router.message("join", emits=[Joined])
 async def on_join(websocket: WebSocket, message: Join) -> dict[str, object]:
+    """Join a room: its members (you included) get ``joined``; with a ``ref``, the reply says whether you recovered."""
     websocket.context["name"] = message.name
     if message.offset is not None and message.epoch is not None:  # a client coming back: what it missed first
         recovered = await websocket.join(message.room, offset=message.offset, epoch=message.epoch)
     else:
         recovered = await websocket.join(message.room)
     members = await websocket.server.room_members(message.room)
-    await websocket.server.broadcast({"type": "joined", "name": message.name, "members": members}, room=message.room)
+    await websocket.server.broadcast(Joined(name=message.name, members=members), room=message.room)
     return {"room": message.room, "recovered": recovered, "members": members}  # the reply, when asked with a ref
 
 
-@router.message("say")
+@router.message("say", emits=[Said, NotInRoom])
 async def on_say(websocket: WebSocket, message: Say) -> None:
+    """Say something to a room you joined: its members get ``said``."""
     if message.room not in websocket.rooms:
         raise NotInRoom(f"join room {message.room!r} before saying something in it")
-    line = {"type": "said", "name": name_of(websocket), "text": message.text, "timestamp": message.timestamp}
+    line = Said(name=name_of(websocket), text=message.text, timestamp=message.timestamp)
     await websocket.server.broadcast(line, room=message.room)
 
 
 async def leave(websocket: WebSocket, room: str) -> dict[str, object]:
-    """Leave ``room``, tell its members; return the ``left`` frame."""
+    """Leave ``room``, tell its members; return the ``left`` frame for the one who left."""
     await websocket.leave(room)
     members = await websocket.server.room_members(room)
-    frame: dict[str, object] = {"type": "left", "name": name_of(websocket), "members": members}
+    frame = Left(name=name_of(websocket), members=members)
     await websocket.server.broadcast(frame, room=room)  # aiows adds "room", "offset" and "epoch"
-    return {**frame, "room": room}
+    return {**frame.model_dump(mode="json"), "room": room}
 
 
-@router.message("leave")
+@router.message("leave", emits=[Left, NotInRoom])
 async def on_leave(websocket: WebSocket, message: Leave) -> None:
+    """Leave a room: its members and you get ``left``."""
     if message.room not in websocket.rooms:
         raise NotInRoom(f"you are not in room {message.room!r}")
     await websocket.send_json(await leave(websocket, message.room))
 
 
-@router.message("members")
+@router.message("members", emits=[MemberCount])
 async def on_members(websocket: WebSocket, message: Members) -> None:
+    """Ask how many connections are in a room, across every server."""
     count = await websocket.server.room_members(message.room)
-    await websocket.send_json({"type": "members", "room": message.room, "count": count})
+    await websocket.send_message(MemberCount(room=message.room, count=count))
 
 
 @router.disconnect()
@@ -174,10 +235,10 @@ def chat_page(request: HTTPRequest) -> HTTPResponse:
 def make_server(redis_url: str | None = None) -> WebSocketServer:
     """The chat server, on in-memory rooms or on the Redis at ``redis_url``; each room keeps its history."""
     if redis_url is None:
-        return WebSocketServer(broadcast=MemoryBackend(history_size=HISTORY))
+        return WebSocketServer(title="aiows chat", version="1.0.0", broadcast=MemoryBackend(history_size=HISTORY))
     from aiows.broadcast import RedisBackend
 
-    return WebSocketServer(broadcast=RedisBackend(redis_url, history_size=HISTORY))
+    return WebSocketServer(title="aiows chat", version="1.0.0", broadcast=RedisBackend(redis_url, history_size=HISTORY))
 
 
 server = make_server(sys.argv[2] if __name__ == "__main__" and len(sys.argv) > 2 else None)

@@ -218,6 +218,11 @@ def test_mounted_app_serves_chat_http_auth_rooms_and_closes_with_1001_on_sigterm
     assert status == 200 and body["status"] == "ok", body
     with urllib.request.urlopen(served.url("/aiows.js", "http"), timeout=10) as response:  # the browser client
         assert response.headers["Content-Type"].startswith("text/javascript") and b"aiows" in response.read()
+    status, body = http_get(served.url("/asyncapi.json", "http"))  # the contract, under the mount's prefix too
+    assert status == 200 and body["asyncapi"] == "3.0.0" and body["channels"]["chat"]["address"] == "/chat", body
+    with urllib.request.urlopen(served.url("/docs", "http"), timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert b'<a href="asyncapi.json">' in response.read()
 
     async def scenario() -> tuple[int | None, str | None, float]:
         await exchange(served)

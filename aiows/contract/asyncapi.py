@@ -1,0 +1,252 @@
+"""The AsyncAPI 3.0.0 document of an app, built from its routers and message models.
+
+One channel per mounted path (see ``aiows.contract.collect``); every message
+a client sends is a ``receive`` operation, every message the server sends (the
+error frame, the declared ``emits``, ``auth_ok``) a ``send`` operation. Payloads
+are pydantic's JSON Schemas (``$ref``s into ``components/schemas``), each
+message with the handler's docstring as description and an example payload
+that validates against its model. Built on request, never on a message's path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.json_schema import JsonSchemaMode
+
+from ..messages import message_type_of
+from .collect import Channel, channels
+from .examples import example_of
+from .frames import Auth, AuthOk, ErrorFrame, ReplyFrame
+
+if TYPE_CHECKING:
+    from ..server import WebSocketServer
+
+__all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "operation_messages"]
+
+#: The AsyncAPI version of the documents written.
+ASYNCAPI_VERSION = "3.0.0"
+
+#: Where ``$ref``s to schemas point.
+SCHEMA_REF = "#/components/schemas/{model}"
+
+Direction = Literal["client", "server"]
+
+#: Security schemes of channels behind ``AuthMiddleware``: a ``token`` query parameter or a bearer header.
+SECURITY_SCHEMES = {
+    "token": {
+        "type": "httpApiKey",
+        "name": "token",
+        "in": "query",
+        "description": "A token in the handshake URL: ?token=...",
+    },
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token in the handshake's Authorization: Bearer header.",
+    },
+}
+
+
+@dataclass
+class _Message:
+    """A message before its schema is known: who sends it, its name and what validates it."""
+
+    key: str
+    direction: Direction
+    name: str | None  #: its "type"; None for the catch-all
+    annotation: Any
+    description: str | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of ``server``'s routers, as a JSON-ready dict."""
+    found = channels(server)
+    builder = _Builder()
+    document_channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for channel in found:
+        channel_key = builder.unique(_key(channel.address.strip("/") or "root"))
+        messages = builder.channel_messages(channel)
+        local: dict[str, _Message] = {}  # the channel's own keys: no suffix where components needed one
+        for message in messages:
+            base = _key(f"{message.direction}.{message.name if message.name is not None else 'any_type'}")
+            key, number = base, 1
+            while key in local:
+                number += 1
+                key = f"{base}_{number}"
+            local[key] = message
+        document_channels[channel_key] = {
+            "address": channel.address,
+            "title": channel.address,
+            "messages": {key: {"$ref": f"#/components/messages/{message.key}"} for key, message in local.items()},
+        }
+        if channel.address == "/" and len(found) > 1:
+            document_channels[channel_key]["description"] = "Every path: the routers mounted without a path."
+        for key, message in local.items():
+            operation: dict[str, Any] = {
+                "action": "receive" if message.direction == "client" else "send",
+                "channel": {"$ref": f"#/channels/{channel_key}"},
+                "messages": [{"$ref": f"#/channels/{channel_key}/messages/{key}"}],
+            }
+            if message.description:
+                operation["summary"] = message.description.partition("\n")[0]
+            if channel.auth is not None:
+                operation["security"] = [{"$ref": f"#/components/securitySchemes/{name}"} for name in SECURITY_SCHEMES]
+            operations[builder.unique(f"{channel_key}.{key}")] = operation
+    components: dict[str, Any] = {"messages": builder.messages(), "schemas": builder.schemas}
+    if any(channel.auth is not None for channel in found):
+        components["securitySchemes"] = SECURITY_SCHEMES
+    options = server.options
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": options.title,
+            "version": options.version,
+            "description": 'A WebSocket API: JSON text frames, each an object routed by its "type" field.',
+        },
+        "defaultContentType": "application/json",
+        "channels": document_channels,
+        "operations": operations,
+        "components": components,
+    }
+
+
+def operation_messages(document: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    """The ``components/messages`` keys of an operation's messages (it refers to its channel's)."""
+    keys = []
+    for ref in operation["messages"]:
+        _, _, channel, _, local = ref["$ref"].split("/")
+        keys.append(document["channels"][channel]["messages"][local]["$ref"].rpartition("/")[2])
+    return keys
+
+
+class _Builder:
+    """Collects the messages of every channel, then writes their schemas in one pass."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.by_identity: dict[tuple[Direction, str | None, Any], _Message] = {}
+        self.raw: dict[str, dict[str, Any]] = {}
+        self.schemas: dict[str, Any] = {}
+
+    def unique(self, key: str) -> str:
+        """``key``, or ``key_2``, ``key_3``... if taken."""
+        candidate, number = key, 1
+        while candidate in self.keys:
+            number += 1
+            candidate = f"{key}_{number}"
+        self.keys.add(candidate)
+        return candidate
+
+    def message(self, direction: Direction, name: str | None, annotation: Any, description: str | None) -> _Message:
+        identity = (direction, name, annotation)
+        message = self.by_identity.get(identity)
+        if message is None:
+            key = self.unique(_key(f"{direction}.{name if name is not None else 'any_type'}"))
+            message = self.by_identity[identity] = _Message(key, direction, name, annotation, description)
+        return message
+
+    def channel_messages(self, channel: Channel) -> list[_Message]:
+        if channel.raw is not None:
+            return self.raw_messages(channel.raw)
+        messages = [self.message("client", m.type, m.model, m.description) for m in channel.incoming]
+        if channel.auth is not None and channel.auth.first_message:
+            first = "Authenticate: the first message, within the auth timeout."
+            messages.append(self.message("client", "auth", Auth, first))
+            messages.append(self.message("server", "auth_ok", AuthOk, AuthOk.__doc__))
+        for item in channel.outgoing:
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                messages.append(self.message("server", message_type_of(item), item, item.__doc__))
+        messages.append(self.message("client", "reply", ReplyFrame, "The answer to the server's request (its ref)."))
+        messages.append(self.message("server", "reply", ReplyFrame, "The answer to a message that carried a ref."))
+        error = self.message("server", "error", (ErrorFrame, tuple(channel.error_codes)), ErrorFrame.__doc__)
+        return [*messages, error]
+
+    def raw_messages(self, description: str) -> list[_Message]:
+        messages = []
+        for name, content_type, schema in (
+            ("text", "text/plain", {"type": "string"}),
+            ("binary", "application/octet-stream", {"type": "string", "format": "binary"}),
+        ):
+            message = self.message("client", name, None, description or f"Any {name} frame, unparsed.")
+            self.raw[message.key] = {"contentType": content_type, "payload": schema}
+            messages.append(message)
+        return messages
+
+    def messages(self) -> dict[str, Any]:
+        """Every message, with its schema (``self.schemas`` gets the models)."""
+        typed = [message for message in self.by_identity.values() if message.key not in self.raw]
+        adapters = {message.key: TypeAdapter(_model(message.annotation)) for message in typed}
+        inputs = [(message.key, _mode(message), adapters[message.key]) for message in typed]
+        payloads, definitions = TypeAdapter.json_schemas(inputs, ref_template=SCHEMA_REF)
+        self.schemas.update(definitions.get("$defs", {}))
+        result: dict[str, Any] = {}
+        for message in self.by_identity.values():
+            entry: dict[str, Any] = {"name": message.name if message.name is not None else "*"}
+            if message.key in self.raw:
+                entry.update(self.raw[message.key])
+            else:
+                entry["title"] = _title(message.annotation)
+                entry["payload"] = self.payload(message, payloads[(message.key, _mode(message))])
+                example = self.example(entry["payload"], adapters[message.key])
+                if example is not None:
+                    entry["examples"] = [{"name": message.name or "message", "payload": example}]
+            if message.description:
+                entry["description"] = message.description
+            result[message.key] = entry
+        return result
+
+    def payload(self, message: _Message, schema: dict[str, Any]) -> dict[str, Any]:
+        """The wire payload: the model's schema, its ``"type"`` required (routing needs it)."""
+        if isinstance(message.annotation, tuple):  # the error frame, with this channel's codes
+            self.require_type(schema, "error")
+            codes = {"type": "string", "enum": list(message.annotation[1])}
+            return {"allOf": [schema, {"properties": {"code": codes}, "required": ["code"]}]}
+        if message.name is None:
+            return schema
+        if self.require_type(schema, message.name):
+            return schema
+        return {"allOf": [schema, {"properties": {"type": {"const": message.name}}, "required": ["type"]}]}
+
+    def require_type(self, schema: dict[str, Any], name: str) -> bool:
+        """Make the ``type`` of the model ``schema`` points to required, if it is the constant ``name``."""
+        target = self.schemas.get(schema.get("$ref", "").rpartition("/")[2])
+        if target is None or target.get("properties", {}).get("type", {}).get("const") != name:
+            return False
+        if "type" not in target.setdefault("required", []):
+            target["required"].insert(0, "type")
+        return True
+
+    def example(self, payload: dict[str, Any], adapter: TypeAdapter[Any]) -> Any:
+        """An example of ``payload`` that the model accepts, or ``None``."""
+        example = example_of(payload, self.schemas)
+        try:
+            adapter.validate_json(orjson.dumps(example))
+        except (ValidationError, TypeError):
+            return None
+        return example
+
+
+def _mode(message: _Message) -> JsonSchemaMode:
+    """What clients send is validated; what the server sends is serialized."""
+    return "validation" if message.direction == "client" else "serialization"
+
+
+def _model(annotation: Any) -> Any:
+    return annotation[0] if isinstance(annotation, tuple) else annotation
+
+
+def _title(annotation: Any) -> str:
+    model = _model(annotation)
+    return getattr(model, "__name__", None) or repr(model)
+
+
+def _key(text: str) -> str:
+    """A component key AsyncAPI accepts (``[A-Za-z0-9._-]``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"

@@ -1,0 +1,110 @@
+"""What an app's routers declare, channel by channel: the input of every contract format.
+
+A channel is one mounted path (``include_router(router, path="/chat")``), or
+``"/"`` for the routers mounted without a path (they serve every path). Its
+messages are the ones the route table of that path dispatches, found the same
+way (first handler wins, nested routers depth first).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..chain import message_model
+from ..middleware.auth import AuthMiddleware
+from ..middleware.base import BaseMiddleware
+from ..middleware.rate_limit import RateLimitingMiddleware
+from ..router import Router
+
+if TYPE_CHECKING:
+    from ..server import WebSocketServer
+
+__all__ = ["BUILTIN_ERROR_CODES", "Auth", "Channel", "Incoming", "channels"]
+
+#: The error codes dispatch itself sends (``unknown_ref``: a client's reply that no request waits for).
+BUILTIN_ERROR_CODES = (
+    "invalid_json",
+    "invalid_message",
+    "unknown_type",
+    "validation_error",
+    "internal_error",
+    "unknown_ref",
+)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message clients send: its ``type`` (``None`` for the catch-all), model and handler docstring."""
+
+    type: str | None
+    model: Any
+    description: str | None
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How a channel's clients authenticate (``AuthMiddleware``): always by token, maybe by first message."""
+
+    first_message: bool
+
+
+@dataclass
+class Channel:
+    """One path's contract: what clients send, what the server sends, the error codes, the auth."""
+
+    address: str
+    incoming: list[Incoming] = field(default_factory=list)
+    raw: str | None = None  #: the raw handler's docstring ("" without one), or ``None`` for JSON channels
+    outgoing: list[type[Any]] = field(default_factory=list)
+    error_codes: list[str] = field(default_factory=list)
+    auth: Auth | None = None
+
+
+def channels(server: WebSocketServer) -> list[Channel]:
+    """The channels of ``server``: one per mounted path, then ``"/"`` for routers without a path."""
+    mounts = server.mounts
+    everywhere = [router for router, path in mounts if path is None]
+    paths = dict.fromkeys(path for _, path in mounts if path is not None)
+    found = [_channel(server, path, [router for router, at in mounts if at in (None, path)]) for path in paths]
+    if everywhere or not paths:
+        found.append(_channel(server, "/", everywhere))
+    return found
+
+
+def _channel(server: WebSocketServer, address: str, roots: list[Router]) -> Channel:
+    channel = Channel(address)
+    middlewares: list[BaseMiddleware] = list(server.middlewares)
+    seen: set[str] = set()
+    catch_all = False
+    for root in roots:
+        for router in root.walk():
+            middlewares.extend(m for m in router.middleware_path() if m not in middlewares)
+            for message_type, handler in router.message_handlers.items():
+                if message_type not in seen:
+                    seen.add(message_type)
+                    channel.incoming.append(Incoming(message_type, message_model(handler), _doc(handler)))
+            if not catch_all and router.catch_all is not None:
+                catch_all = True
+                channel.incoming.append(Incoming(None, message_model(router.catch_all), _doc(router.catch_all)))
+            if channel.raw is None and router.raw_handler is not None:
+                channel.raw = _doc(router.raw_handler) or ""
+            channel.outgoing.extend(item for item in router.outgoing if item not in channel.outgoing)
+    auths = [m for m in middlewares if isinstance(m, AuthMiddleware)]
+    if auths:
+        channel.auth = Auth(first_message=any(m.first_message_auth for m in auths))
+    if channel.raw is None:
+        codes = list(BUILTIN_ERROR_CODES)
+        if any(isinstance(m, RateLimitingMiddleware) and m.on_limit == "error" for m in middlewares):
+            codes.append("rate_limited")
+        for item in channel.outgoing:
+            code = getattr(item, "code", None)
+            if isinstance(item, type) and issubclass(item, Exception) and isinstance(code, str) and code not in codes:
+                codes.append(code)
+        channel.error_codes = codes
+    return channel
+
+
+def _doc(handler: object) -> str | None:
+    return inspect.getdoc(handler) or None
