@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +16,20 @@ import pytest
 
 from aiows import WebSocketServer
 from aiows.testing import TestClient
+from certs import Certs, make_certs
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 IDS = [f"snippet{i}" for i in range(len(SNIPPETS))]
 
-# run() would block: serve on an ephemeral loopback port for a moment instead.
+# run() would block: serve on an ephemeral loopback port for a moment instead (with its TLS context, if any).
 PRELUDE = """
 import asyncio
 import aiows.server
 
-def _run(self, host="localhost", port=8000):
+def _run(self, host="localhost", port=8000, **options):
     async def start_and_stop():
-        async with self.serve("127.0.0.1", 0):
+        async with self.serve("127.0.0.1", 0, ssl=options.get("ssl")):
             pass
     asyncio.run(start_and_stop())
 
@@ -39,8 +41,16 @@ def test_readme_has_snippets() -> None:
     assert len(SNIPPETS) >= 10
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("readme-certs"))
+
+
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=IDS)
-def test_readme_snippet_runs(snippet: str, tmp_path: Path) -> None:
+def test_readme_snippet_runs(snippet: str, tmp_path: Path, certs: Certs) -> None:
+    # The TLS snippet's cert.pem and key.pem, in the directory it runs in.
+    shutil.copy(certs.server, tmp_path / "cert.pem")
+    shutil.copy(certs.server_key, tmp_path / "key.pem")
     script = tmp_path / "snippet.py"
     script.write_text(PRELUDE + snippet)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -77,7 +87,7 @@ def test_readme_snippet_passes_mypy_strict(name: str, mypy_errors: dict[str, lis
 def load_snippet(marker: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run the one snippet that contains ``marker`` with ``run()`` made a no-op; return its globals."""
     (snippet,) = [snippet for snippet in SNIPPETS if marker in snippet]
-    monkeypatch.setattr(WebSocketServer, "run", lambda self, host="localhost", port=8000: None)
+    monkeypatch.setattr(WebSocketServer, "run", lambda self, host="localhost", port=8000, **options: None)
     namespace: dict[str, Any] = {"__name__": "readme_snippet"}
     exec(compile(snippet, "README.md", "exec", dont_inherit=True), namespace)  # no __future__ of ours
     return namespace
