@@ -16,6 +16,7 @@ COMPILED_MODULES = [
     "aiows/router.py",
     "aiows/chain.py",
     "aiows/dispatch.py",
+    "aiows/metering.py",
     "aiows/middleware/base.py",
     "aiows/middleware/auth.py",
     "aiows/middleware/logging.py",

@@ -20,6 +20,7 @@ server.run(host="localhost", port=8000)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import dispatch
 from .exceptions import AiowsException, MessageValidationError
@@ -31,11 +32,37 @@ from .websocket import WebSocket
 
 from . import client  # noqa: E402  (aiows.client.connect: the Python client; last, it imports the rest)
 
+if TYPE_CHECKING:  # imported on first use (__getattr__): each needs an extra
+    from .middleware.otel import OpenTelemetryMiddleware as OpenTelemetryMiddleware
+    from .settings import AiowsSettings as AiowsSettings
+
 #: The version of this aiows package.
 __version__ = "0.1.0"
 
 #: ``True`` when the hot path runs compiled by mypyc, ``False`` in the pure-Python build.
 COMPILED: bool = Path(dispatch.__file__ or "").suffix in (".so", ".pyd")
+
+#: Names imported on first use, with the extra each needs.
+_OPTIONAL = {
+    "AiowsSettings": (".settings", "settings", "pydantic-settings"),
+    "OpenTelemetryMiddleware": (".middleware.otel", "otel", "opentelemetry-api"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``AiowsSettings`` and ``OpenTelemetryMiddleware``: imported when used, since they need an extra."""
+    if name not in _OPTIONAL:
+        raise AttributeError(f"module 'aiows' has no attribute {name!r}")
+    module, extra, package = _OPTIONAL[name]
+    try:
+        from importlib import import_module
+
+        value = getattr(import_module(module, __name__), name)
+    except ImportError as exc:
+        raise ImportError(f'aiows.{name} needs {package}: pip install "aiows[{extra}]"') from exc
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMPILED",

@@ -118,6 +118,7 @@ class ServerGate(Gate):
         options = app.options
         self.origins = options.origins
         self.health_path = options.health_path
+        self.health_detail = options.health_detail
         self.contract_paths = {path for path in (options.asyncapi_path, options.docs_path) if path is not None}
         self.contract: dict[str, HTTPResponse] = {}  # built on the first request for it
         limits = (options.max_connections, options.max_connections_per_ip, options.max_connections_per_ip_per_minute)
@@ -160,10 +161,16 @@ class ServerGate(Gate):
         app = self.app
         dispatcher = self.dispatcher
         if self.health_path is not None and path == self.health_path:
-            status = "draining" if dispatcher.draining else "ok"
-            response = json_response(
-                {"status": status, "connections": len(dispatcher.connections)}, 503 if dispatcher.draining else 200
-            )
+            health: dict[str, object] = {
+                "status": "draining" if dispatcher.draining else "ok",
+                "connections": len(dispatcher.connections),
+            }
+            if self.health_detail:
+                health["stats"] = app.stats().as_dict()
+            response = json_response(health, 503 if dispatcher.draining else 200)
+        elif app.metrics is not None and path == app.options.metrics_path:
+            body, content_type = app.metrics.render()
+            return Reply(200, body, [("Content-Type", content_type)])
         elif path in app.http_routes:
             route: Callable[[HTTPRequest], object] = app.http_routes[path]  # user code: check what it returns
             try:

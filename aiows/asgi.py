@@ -89,7 +89,9 @@ class ASGIApp:
         kind = scope["type"]
         if kind == "websocket":
             gate = self._gate if self._gate is not None else await self._start_lazily()
-            await serve_websocket(gate, self.server.options, scope, receive, send)
+            metrics = self.server.metrics
+            meter = None if metrics is None else metrics.link_meter
+            await serve_websocket(gate, self.server.options, scope, receive, send, meter)
         elif kind == "http":
             gate = self._gate if self._gate is not None else await self._start_lazily()
             await serve_http(gate, scope, receive, send)
@@ -135,6 +137,7 @@ class ASGIApp:
         self._draining = None
         self._release_signals()
         await self.server.hub.detach(dispatcher)
+        self.server._serving_stopped()
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -148,9 +151,10 @@ class ASGIApp:
     async def _start(self) -> None:
         install_redaction()  # keep tokens out of aiows' log lines
         app = self.server
-        dispatcher = app.dispatcher()
+        dispatcher = app.dispatcher(transport="asgi")
         gate = ServerGate(app, dispatcher)
         await app.hub.attach(dispatcher)  # starts the broadcast backend
+        app._serving_started()
         self._loop = asyncio.get_running_loop()
         self._dispatcher = dispatcher
         self._gate = gate

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import importlib
 import importlib.metadata
 import json
@@ -24,18 +25,24 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import platform
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
+import ssl
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
 from . import COMPILED, __version__
 from .broadcast.memory import MemoryBackend
+from .logs import announce, configure_logging
+from .options import ServerOptions
 from .server import WebSocketServer
+from .tls import TLSError, server_context
 
 __all__ = ["AppLoadError", "import_server", "main", "version_text"]
 
@@ -47,6 +54,25 @@ RESTART_WINDOW = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
+
+#: What ``aiows run`` uses for a flag that is neither given nor set in the environment.
+RUN_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8000,
+    "workers": 1,
+    "log_level": "info",
+    "log_format": "text",
+    "certfile": None,
+    "keyfile": None,
+    "ca_certs": None,
+}
+
+#: The variables ``AiowsSettings`` reads (to tell a user without pydantic-settings that they are not read).
+SETTINGS_VARIABLES = frozenset(
+    f"AIOWS_{name.upper()}"
+    for name in (*RUN_DEFAULTS, "redis_url", *(field.name for field in dataclasses.fields(ServerOptions)))
+)
 
 
 class AppLoadError(Exception):
@@ -114,18 +140,60 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="serve a WebSocketServer", description="Serve MODULE:SERVER until Ctrl-C or SIGTERM.")
     run.add_argument("app", metavar="MODULE:SERVER", help="where the WebSocketServer is, e.g. myapp:server")
-    run.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    run.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
-    run.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (Linux; default: 1)")
-    run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: info)")
+    # Defaults are None: a flag not given comes from AIOWS_* (AiowsSettings), else from RUN_DEFAULTS.
+    run.add_argument("--host", help="interface to listen on (default: 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default: 8000; 0 picks a free one)")
+    run.add_argument("--workers", type=_positive, help="processes sharing the port (Linux; default: 1)")
+    run.add_argument("--log-level", choices=LOG_LEVELS, help="logging level (default: info)")
+    run.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="text, or json: one JSON object per line (default: text)"
+    )
     run.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
     run.add_argument("--reload", action="store_true", help="restart when a .py file changes (needs aiows[reload])")
+    tls = run.add_argument_group("TLS (wss:// and HTTPS on the same port)")
+    tls.add_argument("--certfile", help="the server's certificate chain (PEM); turns TLS on")
+    tls.add_argument("--keyfile", help="its private key (PEM; default: in the certificate file)")
+    tls.add_argument("--ca-certs", help="require client certificates signed by these CAs (PEM; mutual TLS)")
     for name, what in (("asyncapi", "AsyncAPI 3.0.0 document (JSON)"), ("typescript", "TypeScript message types")):
         contract = commands.add_parser(name, help=f"write the app's {what}", description=f"Write MODULE:SERVER's {what}.")
         contract.add_argument("app", metavar="MODULE:SERVER", help="where the WebSocketServer is, e.g. myapp:server")
         contract.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
         contract.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
     return parser
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """What each serving process needs (picklable: worker processes are spawned with it)."""
+
+    app: str
+    app_dir: str
+    host: str
+    port: int
+    log_level: str
+    log_format: str = "text"
+    certfile: str | None = None
+    keyfile: str | None = None
+    ca_certs: str | None = None
+    #: Where the workers share their metrics (``aiows.metrics``), with ``--workers N`` and ``metrics_path``.
+    metrics_dir: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A TLS context from the certificate files, or ``None`` without ``certfile`` (``TLSError``: unusable files)."""
+        if self.certfile is None:
+            return None
+        return server_context(self.certfile, self.keyfile, ca_certs=self.ca_certs)
+
+    def serve(self, **run_options: Any) -> None:
+        """Import the app and serve it in this process until SIGTERM or Ctrl-C."""
+        server = import_server(self.app, self.app_dir)
+        if self.metrics_dir is not None and server.metrics is not None:
+            server.metrics.share(self.metrics_dir)
+        server.run(self.host, self.port, ssl=self.ssl_context(), **run_options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +210,40 @@ def _error(message: str) -> int:
 
 
 def _say(message: str) -> None:
-    print(f"aiows: {message}", file=sys.stderr, flush=True)
+    announce(message)
+
+
+class _SettingsProblem(Exception):
+    pass
+
+
+def _environment() -> Any:
+    """``AiowsSettings()`` (the environment and ``.env``), or ``None`` without pydantic-settings."""
+    try:
+        from .settings import AiowsSettings, SettingsError
+    except ImportError:
+        used = sorted(name for name in os.environ if name in SETTINGS_VARIABLES)
+        if not used and os.path.exists(".env"):
+            with open(".env", encoding="utf-8", errors="replace") as dotenv:
+                used = [line.split("=", 1)[0].strip() for line in dotenv if line.split("=", 1)[0].strip() in SETTINGS_VARIABLES]
+        if used:
+            raise _SettingsProblem(
+                f"{used[0]} is set, but reading aiows settings from the environment needs pydantic-settings: "
+                'pip install "aiows[settings]"'
+            ) from None
+        return None
+    try:
+        return AiowsSettings()
+    except SettingsError as exc:
+        raise _SettingsProblem(str(exc)) from None
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    """Fill in the flags not given: from the environment (``AIOWS_*``, ``.env``), else the defaults."""
+    settings = _environment()
+    for name, default in RUN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default if settings is None else getattr(settings, name))
 
 
 def _contract(args: argparse.Namespace) -> int:
@@ -173,10 +274,26 @@ def _contract(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        _resolve(args)
+    except _SettingsProblem as exc:
+        return _error(str(exc))
+    if args.log_format == "json":  # this process's own lines too (the workers configure their own logging)
+        configure_logging(args.log_level, "json")
     if args.workers > 1 and not (sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
         return _error("--workers > 1 needs SO_REUSEPORT load balancing, which aiows supports on Linux only")
     if args.reload and args.workers > 1:
         return _error("--reload runs one worker: drop --workers")
+    if args.certfile is None and (args.keyfile is not None or args.ca_certs is not None):
+        return _error("--keyfile and --ca-certs need --certfile (the server's certificate)")
+    launch = Launch(
+        args.app, args.app_dir, args.host, args.port, args.log_level, args.log_format,
+        args.certfile, args.keyfile, args.ca_certs,
+    )  # fmt: skip
+    try:
+        launch.ssl_context()  # unusable certificate files fail here, before any worker starts
+    except TLSError as exc:
+        return _error(str(exc))
     try:
         server = import_server(args.app, args.app_dir)
     except AppLoadError as exc:
@@ -186,26 +303,33 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _error(f"cannot listen on {args.host}:{args.port}: {exc}")
     port = reserved[0].getsockname()[1]
+    launch = dataclasses.replace(launch, port=port)
     compiled = "yes" if COMPILED else "no"
+    scheme = "wss" if launch.tls else "ws"
     for sock in reserved:
         host = sock.getsockname()[0]
-        url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+        url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         _say(f"listening on {url} (workers: {args.workers}, compiled: {compiled}, transport: {server.options.transport})")
     if args.workers > 1 and isinstance(server.hub.backend, MemoryBackend):
         _say("note: with the in-memory broadcast backend, rooms do not span workers; use the Redis backend")
+    if args.workers > 1 and server.metrics is not None:
+        launch = dataclasses.replace(launch, metrics_dir=tempfile.mkdtemp(prefix=f"aiows-metrics-{os.getpid()}-"))
+        _say(f"metrics: a scrape of any worker reports the sum over all of them ({server.options.metrics_path})")
     if args.workers == 1:
         for sock in reserved:  # a single process needs no SO_REUSEPORT: free the port for it
             sock.close()
         if args.reload:
-            return _run_reload(args, port)
-        _configure_logging(args.log_level)
-        server.run(args.host, port)
+            return _run_reload(launch)
+        _configure_logging(launch)
+        server.run(launch.host, port, ssl=launch.ssl_context())
         return 0
     try:
-        return _Supervisor(args, port).run()
+        return _Supervisor(launch, args.workers).run()
     finally:
         for sock in reserved:
             sock.close()
+        if launch.metrics_dir is not None:
+            shutil.rmtree(launch.metrics_dir, ignore_errors=True)
 
 
 def _reserve(host: str, port: int, *, shared: bool) -> list[socket.socket]:
@@ -238,18 +362,18 @@ def _reserve(host: str, port: int, *, shared: bool) -> list[socket.socket]:
     return sockets
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+def _configure_logging(launch: Launch) -> None:
+    configure_logging(launch.log_level, launch.log_format)
 
 
-def _worker(spec: str, app_dir: str, host: str, port: int, log_level: str) -> None:
+def _worker(launch: Launch) -> None:
     """A worker process: serve on the shared port until SIGTERM (sent by the supervisor)."""
     os.setpgrp()  # Ctrl-C reaches the supervisor only; it asks each worker once to stop
     parent = multiprocessing.parent_process()
     if parent is not None:  # stop if the supervisor is killed
         threading.Thread(target=_stop_when_parent_dies, args=(parent,), daemon=True).start()
-    _configure_logging(log_level)
-    import_server(spec, app_dir).run(host, port, reuse_port=True)
+    _configure_logging(launch)
+    launch.serve(reuse_port=True)  # each worker builds its own TLS context (contexts cannot be pickled)
 
 
 def _stop_when_parent_dies(parent: multiprocessing.process.BaseProcess) -> None:
@@ -269,9 +393,9 @@ def _describe_exit(code: int | None) -> str:
 class _Supervisor:
     """Starts the workers, restarts the ones that die, and stops them all on SIGINT/SIGTERM."""
 
-    def __init__(self, args: argparse.Namespace, port: int) -> None:
-        self.args = args
-        self.port = port
+    def __init__(self, launch: Launch, workers: int) -> None:
+        self.launch = launch
+        self.count = workers
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, multiprocessing.process.BaseProcess] = {}
         self.restarts: collections.deque[float] = collections.deque()
@@ -279,12 +403,7 @@ class _Supervisor:
         self.wake_read, self.wake_write = os.pipe()
 
     def start(self, slot: int) -> None:
-        args = self.args
-        process = self.context.Process(
-            target=_worker,
-            args=(args.app, args.app_dir, args.host, self.port, args.log_level),
-            name=f"aiows-worker-{slot}",
-        )
+        process = self.context.Process(target=_worker, args=(self.launch,), name=f"aiows-worker-{slot}")
         process.start()
         self.workers[slot] = process
         _say(f"worker {slot} started (pid {process.pid})")
@@ -306,7 +425,7 @@ class _Supervisor:
             os.close(self.wake_write)
 
     def _supervise(self) -> int:
-        for slot in range(1, self.args.workers + 1):
+        for slot in range(1, self.count + 1):
             self.start(slot)
         while not self.signals:
             sentinels: list[Any] = [process.sentinel for process in self.workers.values()]
@@ -317,6 +436,10 @@ class _Supervisor:
                 if process.is_alive():
                     continue
                 process.join()
+                if self.launch.metrics_dir is not None and process.pid is not None:
+                    from .metrics import mark_dead
+
+                    mark_dead(self.launch.metrics_dir, process.pid)
                 now = time.monotonic()
                 while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
                     self.restarts.popleft()
@@ -348,27 +471,25 @@ class _Supervisor:
                 process.join()
 
 
-def _run_reload(args: argparse.Namespace, port: int) -> int:
+def _run_reload(launch: Launch) -> int:
     try:
         import watchfiles
     except ImportError:
         return _error("--reload needs watchfiles: pip install 'aiows[reload]'")
-    _say(f"watching {os.path.abspath(args.app_dir)} for changes")
+    _say(f"watching {os.path.abspath(launch.app_dir)} for changes")
     watchfiles.run_process(
-        args.app_dir,
+        launch.app_dir,
         target=_reload_target,
-        args=(args.app, args.app_dir, args.host, port, args.log_level),
+        args=(launch,),
         watch_filter=watchfiles.PythonFilter(),
         callback=lambda changes: _say(f"{len(changes)} file(s) changed: restarting"),
     )
     return 0
 
 
-def _reload_target(spec: str, app_dir: str, host: str, port: int, log_level: str) -> None:
-    _configure_logging(log_level)
+def _reload_target(launch: Launch) -> None:
+    _configure_logging(launch)
     try:
-        server = import_server(spec, app_dir)
+        launch.serve()
     except AppLoadError as exc:
         _error(str(exc))
-        return
-    server.run(host, port)

@@ -104,6 +104,8 @@ def connect(
         reconnect: reconnect when the connection drops, with exponential backoff
             (``backoff_min`` doubling up to ``backoff_max`` seconds, each delay
             drawn between half and all of it).
+        backoff_min: the first reconnection delay, in seconds.
+        backoff_max: the longest reconnection delay, in seconds.
         on_reconnect: ``on_reconnect(client)`` (sync or async) after each reconnection.
         max_queue: frames that may wait for ``async for``; when it is full,
             reading pauses until the app takes one (``None``: no bound).

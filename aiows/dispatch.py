@@ -36,6 +36,7 @@ from .chain import ConnectStep, DisconnectStep, MessageStep
 from .exceptions import AiowsException, MessageValidationError
 from .router import REPLY
 from .proxies import TrustedProxies
+from .stats import ANY_PATH, ServerCounters
 from .transports.base import CLOSED, OPEN, Link, Receiver
 from .types import RawHandler
 from .websocket import WebSocket, peer_ip, take_deferred
@@ -120,7 +121,12 @@ def valid_utf8(data: bytes) -> bool:
 
 
 class RouteTable:
-    """The chains that serve one request path, composed once."""
+    """The chains that serve one request path, composed once.
+
+    ``errors`` counts the error frames sent, by code (the server's
+    ``ServerCounters.errors``, shared by its tables); it is only touched on
+    the error paths.
+    """
 
     def __init__(
         self,
@@ -130,6 +136,7 @@ class RouteTable:
         connect: ConnectStep,
         disconnect: DisconnectStep,
         connect_passes: int,
+        errors: dict[str, int] | None = None,
     ) -> None:
         self.routes = routes
         self.fallback = fallback
@@ -137,6 +144,7 @@ class RouteTable:
         self.connect = connect
         self.disconnect = disconnect
         self.connect_passes = connect_passes
+        self.errors: dict[str, int] = {} if errors is None else errors
 
     async def admit(self, websocket: WebSocket) -> bool | None:
         """Run the connect chain; ``True`` if every part of it let the connection in.
@@ -164,44 +172,79 @@ class RouteTable:
         try:
             data = _loads(raw)
         except orjson.JSONDecodeError:
-            if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
-                websocket.link.fail(1007, "invalid UTF-8")
-                return
-            await send_error(websocket, "invalid_json", "message is not valid JSON")
+            sending = self.undecodable(websocket, text, raw)
+            if sending is not None:
+                await sending
             return
         if type(data) is not dict:
-            await send_error(websocket, "invalid_message", "message must be a JSON object")
+            await self.error(websocket, "invalid_message", "message must be a JSON object")
             return
         if REF in data:  # a request: answered with its ref, whatever happens (the only cost for other messages)
             await self.handle_request(websocket, data, len(raw))
             return
         message_type = data.get("type")
         if not isinstance(message_type, str):
-            await send_error(websocket, "invalid_message", 'message must have a string "type"')
+            await self.error(websocket, "invalid_message", 'message must have a string "type"')
             return
         step = self.routes.get(message_type)
         if step is None:
             if message_type == REPLY:  # never routed, not even to a catch-all
-                await send_error(websocket, "invalid_message", 'a "reply" must carry the "ref" of the request it answers')
+                await self.error(websocket, "invalid_message", 'a "reply" must carry the "ref" of the request it answers')
                 return
             step = self.fallback
             if step is None:
-                # Not an f-string with !r: compiled, that goes through str.format (about 110 ns more, measured).
-                await send_error(websocket, "unknown_type", "no handler for message type " + repr(message_type))
+                await self.unknown(websocket, message_type)
                 return
         websocket.message_size = len(raw)
         try:
             await step.call(websocket, data)
-        except MessageValidationError as exc:
-            await send_error(websocket, exc.code, exc.message, exc.errors)
-        except AiowsException as exc:
-            if websocket.closed:
-                raise  # this client is gone: stop serving it
-            await send_error(websocket, exc.code, exc.message)
-        except Exception:
-            if websocket.closed:
-                raise
-            await internal_error(websocket, message_type)
+        except Exception as exc:
+            await self.failed(websocket, exc, message_type)
+
+    # The failures, shared with ``aiows.metering.MeteredRouteTable``: each returns the error frame's send to await.
+
+    def error(
+        self,
+        websocket: WebSocket,
+        code: str,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        ref: object = None,
+    ) -> Coroutine[Any, Any, None]:
+        """Count an error frame and return its send (``send_error``; with the request's ``ref`` if it has one)."""
+        counts = self.errors
+        counts[code] = counts.get(code, 0) + 1
+        return send_error(websocket, code, message, errors, ref)
+
+    def undecodable(self, websocket: WebSocket, text: bool, raw: bytes) -> Coroutine[Any, Any, None] | None:
+        """A message that is not JSON: an ``invalid_json`` error frame, or ``None`` once text that is not UTF-8
+        failed the connection (1007)."""
+        if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
+            websocket.link.fail(1007, "invalid UTF-8")
+            return None
+        return self.error(websocket, "invalid_json", "message is not valid JSON")
+
+    def unknown(self, websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
+        """The ``unknown_type`` error frame."""
+        # Not an f-string with !r: compiled, that goes through str.format (about 110 ns more, measured).
+        return self.error(websocket, "unknown_type", "no handler for message type " + repr(message_type))
+
+    def failed(
+        self, websocket: WebSocket, exc: Exception, message_type: str, ref: object = None
+    ) -> Coroutine[Any, Any, None]:
+        """The error frame for what the chain raised (with the request's ``ref``); raises ``exc`` again if the
+        client is gone.
+
+        Call it in the ``except`` block (an internal error is logged with its traceback).
+        """
+        if isinstance(exc, MessageValidationError):
+            return self.error(websocket, exc.code, exc.message, exc.errors, ref)
+        if websocket.closed:
+            raise exc  # this client is gone: stop serving it
+        if isinstance(exc, AiowsException):
+            return self.error(websocket, exc.code, exc.message, None, ref)
+        logger.exception("handler for message type %r failed", message_type)
+        return self.error(websocket, "internal_error", "internal server error", None, ref)
 
     async def handle_request(self, websocket: WebSocket, data: dict[str, Any], size: int) -> None:
         """A message with a ``"ref"``: exactly one answer carrying it (the reply, or the error frame).
@@ -213,19 +256,17 @@ class RouteTable:
         """
         ref = data[REF]
         if not valid_ref(ref):
-            await send_error(
-                websocket, "invalid_message", '"ref" must be an integer or a string of at most 64 characters'
-            )
+            await self.error(websocket, "invalid_message", '"ref" must be an integer or a string of at most 64 characters')
             return
         message_type = data.get("type")
         if not isinstance(message_type, str):
-            await send_error(websocket, "invalid_message", 'message must have a string "type"', None, ref)
+            await self.error(websocket, "invalid_message", 'message must have a string "type"', None, ref)
             return
         if message_type == REPLY:
             pending = websocket._pending
             if pending is None or not pending.resolve(ref, data.get("data")):
                 # Without the ref: the client's own requests use refs too, and this is not an answer to one.
-                await send_error(
+                await self.error(
                     websocket, "unknown_ref", "no request waits for this reply (it timed out or was answered already)"
                 )
             return
@@ -233,24 +274,14 @@ class RouteTable:
         if step is None:
             step = self.fallback
             if step is None:
-                await send_error(websocket, "unknown_type", "no handler for message type " + repr(message_type), None, ref)
+                await self.error(websocket, "unknown_type", "no handler for message type " + repr(message_type), None, ref)
                 return
         websocket.message_size = size
         websocket.answering += 1
         try:
             result = await step.call(websocket, data)
-        except MessageValidationError as exc:
-            await send_error(websocket, exc.code, exc.message, exc.errors, ref)
-            return
-        except AiowsException as exc:
-            if websocket.closed:
-                raise
-            await send_error(websocket, exc.code, exc.message, None, ref)
-            return
-        except Exception:
-            if websocket.closed:
-                raise
-            await internal_error(websocket, message_type, ref)
+        except Exception as exc:
+            await self.failed(websocket, exc, message_type, ref)
             return
         finally:
             websocket.answering -= 1
@@ -258,8 +289,8 @@ class RouteTable:
             return  # nobody to answer
         try:
             reply = websocket.send_json({"type": REPLY, "ref": ref, "data": result})
-        except TypeError:  # the handler returned what JSON cannot hold
-            await internal_error(websocket, message_type, ref)
+        except TypeError as exc:  # the handler returned what JSON cannot hold
+            await self.failed(websocket, exc, message_type, ref)
             return
         await reply
 
@@ -292,9 +323,12 @@ class Session(Receiver):
         websocket: WebSocket,
         link: Link,
         loop: asyncio.AbstractEventLoop,
+        path: str = ANY_PATH,
     ) -> None:
         self.dispatcher = dispatcher
         self.table = table
+        #: The path of the routers serving it (``"*"``: those included without a path), for the counters.
+        self.path = path
         self.websocket = websocket
         self.link = link
         self.loop = loop
@@ -488,7 +522,10 @@ class Session(Receiver):
         if self.ended:
             return
         self.ended = True
-        self.dispatcher.connections.discard(self.websocket)
+        dispatcher = self.dispatcher
+        link = self.link
+        dispatcher.counters.connection_closed(self.path, dispatcher.transport, link.close_code, link.received)
+        dispatcher.connections.discard(self.websocket)
         if self.disconnects:
             self.task = spawn(self.loop, self.disconnect())
         else:
@@ -530,6 +567,8 @@ class Dispatcher:
         close_timeout: float | None = 10.0,
         max_concurrent_handlers: int = 1,
         trusted_proxies: TrustedProxies | None = None,
+        counters: ServerCounters | None = None,
+        transport: str = "websockets",
     ) -> None:
         self.tables = tables
         self.default = default
@@ -538,6 +577,10 @@ class Dispatcher:
         self.close_timeout = close_timeout
         self.max_concurrent_handlers = max_concurrent_handlers
         self.trusted_proxies = trusted_proxies
+        #: Connections opened and closed, error frames... (the server's ``ServerCounters``).
+        self.counters = ServerCounters() if counters is None else counters
+        #: The front-end's name (``ServerOptions.transport``), for the counters.
+        self.transport = transport
         self.connections: set[WebSocket] = set()
         self.sessions: set[Session] = set()
         self.server: WebSocketServer | None = None
@@ -559,7 +602,12 @@ class Dispatcher:
     def open(self, link: Link) -> None:
         """Serve a connection whose handshake completed."""
         request = link.request
-        table = self.table_for(urlsplit(request.path).path)
+        path = urlsplit(request.path).path
+        table = self.tables.get(path)
+        label = path
+        if table is None:
+            table = self.default
+            label = ANY_PATH
         if table is None:  # refused with HTTP 404 at the handshake; kept for safety
             link.close_soon(1008, "no route for this path")
             return
@@ -568,7 +616,8 @@ class Dispatcher:
             ip = self.trusted_proxies.client_ip(ip, request.headers)
         websocket = WebSocket(link, ip, self.send_timeout, self.close_timeout, self.server)
         loop = asyncio.get_running_loop()
-        session = Session(self, table, websocket, link, loop)
+        session = Session(self, table, websocket, link, loop, label)
+        self.counters.connection_opened(label, self.transport)
         link.receiver = session
         self.sessions.add(session)
         self._idle.clear()
@@ -634,12 +683,6 @@ class IdleWatch:
             websocket.link.close_soon(1001, "idle timeout")
         else:
             self.arm()
-
-
-def internal_error(websocket: WebSocket, message_type: str, ref: object = None) -> Coroutine[Any, Any, None]:
-    """Log the exception being handled with its traceback; tell the client nothing more (await the result)."""
-    logger.exception("handler for message type %r failed", message_type)
-    return send_error(websocket, "internal_error", "internal server error", None, ref)
 
 
 def send_error(

@@ -13,13 +13,21 @@ from typing import Literal
 
 from .transports import FRONT_ENDS
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "LOOPS", "ServerOptions"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "LOOPS", "OptionError", "ServerOptions"]
 
 #: Default largest incoming message, in bytes (1 MiB); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
 
 #: The ``loop=`` choices of ``run()``.
 LOOPS = ("auto", "asyncio", "uvloop")
+
+
+class OptionError(ValueError):
+    """An option with a value it cannot take; ``option`` names it (``AiowsSettings`` names its variable)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class ServerOptions:
     origins: tuple[str, ...] | None = None
     trusted_proxies: tuple[str, ...] = ()
     health_path: str | None = "/healthz"
+    health_detail: bool = False
+    metrics_path: str | None = None
     asyncapi_path: str | None = "/asyncapi.json"
     docs_path: str | None = "/docs"
     title: str = "aiows app"
@@ -60,36 +70,50 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         if self.compression not in (None, "deflate"):
-            raise ValueError(f'compression must be None or "deflate", not {self.compression!r}')
+            raise OptionError("compression", f'compression must be None or "deflate", not {self.compression!r}')
         if self.transport not in FRONT_ENDS:
-            raise ValueError(f"transport must be one of {', '.join(map(repr, FRONT_ENDS))}, not {self.transport!r}")
+            raise OptionError(
+                "transport", f"transport must be one of {', '.join(map(repr, FRONT_ENDS))}, not {self.transport!r}"
+            )
         if self.loop not in LOOPS:
-            raise ValueError(f'loop must be "auto", "asyncio" or "uvloop", not {self.loop!r}')
+            raise OptionError("loop", f'loop must be "auto", "asyncio" or "uvloop", not {self.loop!r}')
         if not FRONT_ENDS[self.transport].peer_at_handshake and (
             self.max_connections_per_ip is not None or self.max_connections_per_ip_per_minute is not None
         ):
-            raise ValueError(
+            raise OptionError(
+                "max_connections_per_ip" if self.max_connections_per_ip is not None else "max_connections_per_ip_per_minute",
                 "max_connections_per_ip and max_connections_per_ip_per_minute need the client address during "
-                f'the handshake, which transport="{self.transport}" does not provide: use transport="websockets"'
+                f'the handshake, which transport="{self.transport}" does not provide: use transport="websockets"',
             )
         if self.max_concurrent_handlers < 1:
-            raise ValueError("max_concurrent_handlers must be at least 1")
+            raise OptionError("max_concurrent_handlers", "max_concurrent_handlers must be at least 1")
         if self.max_pending_requests < 1:
-            raise ValueError(f"max_pending_requests must be at least 1, not {self.max_pending_requests}")
+            raise OptionError(
+                "max_pending_requests", f"max_pending_requests must be at least 1, not {self.max_pending_requests}"
+            )
         if self.client_script_path is not None and not self.client_script_path.startswith("/"):
-            raise ValueError(f"client_script_path must start with '/' (or be None), not {self.client_script_path!r}")
+            raise OptionError(
+                "client_script_path",
+                f"client_script_path must start with '/' (or be None), not {self.client_script_path!r}",
+            )
         if self.outgoing_queue_size < 1:
-            raise ValueError(f"outgoing_queue_size must be at least 1, not {self.outgoing_queue_size}")
+            raise OptionError(
+                "outgoing_queue_size", f"outgoing_queue_size must be at least 1, not {self.outgoing_queue_size}"
+            )
         if self.outgoing_overflow not in ("close", "drop_oldest"):
-            raise ValueError(f'outgoing_overflow must be "close" or "drop_oldest", not {self.outgoing_overflow!r}')
-        for name in ("health_path", "asyncapi_path", "docs_path"):
-            path = getattr(self, name)
-            if path is not None and not path.startswith("/"):
-                raise ValueError(f"{name} must start with '/' (or be None to turn it off), not {path!r}")
+            raise OptionError(
+                "outgoing_overflow", f'outgoing_overflow must be "close" or "drop_oldest", not {self.outgoing_overflow!r}'
+            )
         for name in ("max_message_size", "max_queue", "max_connections", "max_connections_per_ip"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for no limit), not {value}")
+                raise OptionError(name, f"{name} must be at least 1 (or None for no limit), not {value}")
+        for name in ("health_path", "metrics_path", "asyncapi_path", "docs_path"):
+            path = getattr(self, name)
+            if path is not None and not path.startswith("/"):
+                raise OptionError(name, f"{name} must start with '/' (or be None), not {path!r}")
+        if self.metrics_path is not None and self.metrics_path == self.health_path:
+            raise OptionError("metrics_path", f"metrics_path and health_path are both {self.metrics_path!r}")
 
     def replace(self, **changes: object) -> ServerOptions:
         """A copy with ``changes`` applied (checked again)."""

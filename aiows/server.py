@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
+import ssl as ssl_module
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -18,11 +19,13 @@ from .chain import MessageStep, compose_connect, compose_disconnect, compose_mes
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
 from .http import HTTPHandler, HTTPRequest, HTTPResponse
+from .logs import announce
 from .middleware.base import BaseMiddleware
 from .options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
 from .proxies import TrustedProxies
 from .redaction import install_redaction
 from .router import Router
+from .stats import ServerCounters, ServerStats
 from .transports import serve_function
 from .transports.base import Listener
 from .types import RawHandler
@@ -30,6 +33,8 @@ from .websocket import WebSocket
 
 if TYPE_CHECKING:
     from .asgi import ASGIApp
+    from .metrics import Metrics
+    from .settings import AiowsSettings
 
 __all__ = ["DEFAULT_BACKLOG", "RunningServer", "WebSocketServer"]
 
@@ -75,6 +80,8 @@ class WebSocketServer:
         max_queue: messages buffered per connection before reading from it pauses.
         max_concurrent_handlers: messages of one connection handled at once
             (1: one at a time, in arrival order).
+        max_pending_requests: ``websocket.request()`` calls waiting for one
+            client's replies, at most.
         max_connections: connections in total; over it the handshake gets HTTP 503.
         max_connections_per_ip: connections per client IP; over it HTTP 429.
         max_connections_per_ip_per_minute: new connections per client IP per
@@ -84,6 +91,17 @@ class WebSocketServer:
             ``Forwarded`` headers are believed.
         health_path: the plain HTTP GET path answering
             ``{"status": "ok", "connections": N}`` (``None``: off).
+        health_detail: ``True``: the health answer includes ``server.stats()``.
+        metrics_path: the plain HTTP GET path of the Prometheus metrics, such
+            as ``"/metrics"`` (``None``: off; ``pip install "aiows[metrics]"``).
+        asyncapi_path: the plain HTTP GET path of the app's AsyncAPI 3.0.0
+            document (``None``: off).
+        docs_path: the plain HTTP GET path of the page rendering that document
+            (``None``: off).
+        title: the document's ``info.title``.
+        version: the document's ``info.version``.
+        client_script_path: the plain HTTP GET path of the browser client,
+            ``aiows.js`` (``None``: off).
         shutdown_grace: seconds running handlers get to finish on shutdown.
         broadcast: the rooms and broadcast backend (``MemoryBackend()`` by
             default; ``RedisBackend(url)`` across processes).
@@ -95,7 +113,8 @@ class WebSocketServer:
             ``"asyncio"`` or ``"uvloop"``.
 
     Raises:
-        ValueError: an option is out of range or not one of its choices.
+        aiows.options.OptionError: an option is out of range or not one of its
+            choices (a ``ValueError`` naming the option).
     """
 
     def __init__(
@@ -118,6 +137,8 @@ class WebSocketServer:
         origins: Sequence[str] | None = None,
         trusted_proxies: Sequence[str] = (),
         health_path: str | None = "/healthz",
+        health_detail: bool = False,
+        metrics_path: str | None = None,
         asyncapi_path: str | None = "/asyncapi.json",
         docs_path: str | None = "/docs",
         title: str = "aiows app",
@@ -149,6 +170,8 @@ class WebSocketServer:
             origins=None if origins is None else tuple(origins),
             trusted_proxies=tuple(trusted_proxies),
             health_path=health_path,
+            health_detail=health_detail,
+            metrics_path=metrics_path,
             asyncapi_path=asyncapi_path,
             docs_path=docs_path,
             title=title,
@@ -166,8 +189,47 @@ class WebSocketServer:
         self.running: RunningServer | None = None
         #: Rooms, fan-out and presence; ``broadcast()`` and ``room_members()`` use it.
         self.hub = Hub(self, broadcast or MemoryBackend(), outgoing_queue_size, outgoing_overflow)
+        #: Connections, error frames and refusals counted since the server was created (see ``stats()``).
+        self.counters = ServerCounters()
+        #: The settings it was made from (``from_settings()``), which ``run()`` follows; ``None`` otherwise.
+        self.settings: AiowsSettings | None = None
+        #: The Prometheus metrics served at ``metrics_path`` (``None`` without it).
+        self.metrics: Metrics | None = None
+        if metrics_path is not None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
         if client_script_path is not None:
             self.add_http_route(client_script_path, client_script)
+
+    @classmethod
+    def from_settings(cls, settings: AiowsSettings | None = None) -> WebSocketServer:
+        """A server with the options of ``settings`` (default: ``AiowsSettings()``, the ``AIOWS_*`` environment
+        variables and ``.env``; needs ``pip install "aiows[settings]"``).
+
+        ``run()`` then serves on the settings' host and port, with TLS when they
+        name a certificate; ``redis_url`` makes a ``RedisBackend``.
+        """
+        if settings is None:
+            try:
+                from .settings import AiowsSettings
+            except ImportError as exc:
+                raise ImportError('settings from the environment need pydantic-settings: pip install "aiows[settings]"') from exc
+            settings = AiowsSettings()
+        broadcast: BroadcastBackend | None = None
+        if settings.redis_url is not None:
+            from .broadcast.redis_backend import RedisBackend
+
+            broadcast = RedisBackend(settings.redis_url)
+        server = cls(**settings.server_options(), broadcast=broadcast)
+        server.settings = settings
+        return server
+
+    def stats(self) -> ServerStats:
+        """A snapshot of the server's counters: connections by path and transport, messages, error frames by
+        code, authentication failures, rate limiting, broadcast counters and uptime (``aiows.stats.ServerStats``).
+        """
+        return self.counters.snapshot(self)
 
     async def broadcast(
         self,
@@ -277,17 +339,32 @@ class WebSocketServer:
                     raw = router.raw_handler
         if raw is not None and (routes or fallback is not None):
             raise RouterError("a path served by a raw frame handler cannot also have JSON message handlers")
-        return RouteTable(
+        table = RouteTable(
             routes,
             fallback,
             raw,
             compose_connect(self.middlewares, routers),
             compose_disconnect(self.middlewares, routers),
             1 + count_routers(routers),
+            self.counters.errors,
         )
+        # Per-message counters only when metrics are served: a server without them counts nothing per message.
+        return table if self.metrics is None else self.metrics.metered(table)
 
-    def dispatcher(self) -> Dispatcher:
-        """Compose every path's route table and the connection manager."""
+    def dispatcher(self, transport: str | None = None) -> Dispatcher:
+        """Compose every path's route table and the connection manager.
+
+        ``transport`` labels its connections in the counters (default: the
+        ``transport`` option; ``"asgi"`` under ``server.asgi()``). The route
+        tables are metered when ``metrics_path`` is set (``server.metrics``
+        follows the options here, should they have been replaced).
+        """
+        if self.options.metrics_path is None:
+            self.metrics = None
+        elif self.metrics is None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
         everywhere = [router for router, path in self.mounts if path is None]
         paths = dict.fromkeys(path for _, path in self.mounts if path is not None)
         tables = {
@@ -304,10 +381,31 @@ class WebSocketServer:
             close_timeout=options.close_timeout,
             max_concurrent_handlers=options.max_concurrent_handlers,
             trusted_proxies=proxies if proxies.networks else None,
+            counters=self.counters,
+            transport=options.transport if transport is None else transport,
         )
 
+    def _serving_started(self) -> None:
+        """A listener or the ASGI app started serving: uptime counts from now, the metrics are shared."""
+        if self.counters.started is None:
+            self.counters.started = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.start_sharing()
+
+    def _serving_stopped(self) -> None:
+        """Serving stopped: no uptime, the metrics shared a last time."""
+        self.counters.started = None
+        if self.metrics is not None:
+            self.metrics.stop_sharing()
+
     def serve(
-        self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False, backlog: int = DEFAULT_BACKLOG
+        self,
+        host: str = "localhost",
+        port: int = 8000,
+        *,
+        reuse_port: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> RunningServer:
         """Serve in the running event loop: ``async with server.serve(host, 0) as running:``.
 
@@ -315,8 +413,10 @@ class WebSocketServer:
         block shuts the server down gracefully (see ``RunningServer.shutdown``).
         ``reuse_port=True`` sets ``SO_REUSEPORT`` so several processes share the port;
         ``backlog`` is how many connections the kernel queues before they are accepted.
+        ``ssl`` (an ``ssl.SSLContext``, see ``aiows.tls.server_context``) serves
+        ``wss://`` and HTTPS; the TLS handshake must end within ``open_timeout``.
         """
-        return RunningServer(self, host, port, reuse_port=reuse_port, backlog=backlog)
+        return RunningServer(self, host, port, reuse_port=reuse_port, backlog=backlog, ssl=ssl)
 
     def asgi(self, *, handle_signals: bool = True) -> ASGIApp:
         """This server as an ASGI 3 application, for any ASGI server or to mount in an ASGI app.
@@ -342,15 +442,38 @@ class WebSocketServer:
             await self.running.shutdown(grace)
 
     def run(
-        self, host: str = "localhost", port: int = 8000, *, reuse_port: bool = False, backlog: int = DEFAULT_BACKLOG
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        reuse_port: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return."""
+        """Serve until Ctrl-C or SIGTERM, then shut down gracefully and return (``ssl``: see ``serve()``).
+
+        ``host`` and ``port`` default to ``"localhost"`` and 8000, or to those of
+        the settings the server was made from (``from_settings()``), whose
+        certificate files then give the TLS context if ``ssl`` is not given.
+        """
+        settings = self.settings
+        if settings is not None:
+            host = settings.host if host is None else host
+            port = settings.port if port is None else port
+            if ssl is None and settings.certfile is not None:
+                from .tls import server_context
+
+                ssl = server_context(settings.certfile, settings.keyfile, ca_certs=settings.ca_certs)
+        host = "localhost" if host is None else host
+        port = 8000 if port is None else port
         try:
-            run_with_loop(self.options.loop, self._run_until_signal(host, port, reuse_port, backlog))
+            run_with_loop(self.options.loop, self._run_until_signal(host, port, reuse_port, backlog, ssl))
         except KeyboardInterrupt:
             pass
 
-    async def _run_until_signal(self, host: str, port: int, reuse_port: bool, backlog: int) -> None:
+    async def _run_until_signal(
+        self, host: str, port: int, reuse_port: bool, backlog: int, ssl: ssl_module.SSLContext | None
+    ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -358,11 +481,10 @@ class WebSocketServer:
                 loop.add_signal_handler(signum, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        async with self.serve(host, port, reuse_port=reuse_port, backlog=backlog) as running:
-            print(f"aiows: serving on {running.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        async with self.serve(host, port, reuse_port=reuse_port, backlog=backlog, ssl=ssl) as running:
+            announce(f"serving on {running.url} (Ctrl-C to stop)")
             await stop.wait()
-            grace = self.options.shutdown_grace
-            print(f"aiows: shutting down (grace {grace:g} s)", file=sys.stderr, flush=True)
+            announce(f"shutting down (grace {self.options.shutdown_grace:g} s)")
 
 
 #: The browser client (``aiows/static/aiows.js``), read once when first asked for.
@@ -402,12 +524,15 @@ class RunningServer:
         *,
         reuse_port: bool = False,
         backlog: int = DEFAULT_BACKLOG,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
         self.reuse_port = reuse_port
         self.backlog = backlog
+        #: The TLS context (``None``: plain ``ws://``).
+        self.ssl = ssl
         self._listener: Listener | None = None
         self._dispatcher: Dispatcher | None = None
         self._gate: ServerGate | None = None
@@ -435,9 +560,9 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        """``ws://host:port``, for clients."""
+        """``ws://host:port`` (``wss://`` with TLS), for clients."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'ws' if self.ssl is None else 'wss'}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Compose the chains and start listening."""
@@ -448,14 +573,20 @@ class RunningServer:
         await app.hub.attach(dispatcher)  # starts the broadcast backend
         try:
             serve = serve_function(app.options.transport)
-            self._listener = await serve(
-                gate, app.options, self.host, self.requested_port, reuse_port=self.reuse_port, backlog=self.backlog
-            )
+            listen: dict[str, Any] = {"reuse_port": self.reuse_port, "backlog": self.backlog}
+            if app.metrics is not None:
+                listen["meter"] = app.metrics.link_meter
+            if self.ssl is not None:
+                listen["ssl"] = self.ssl
+                if app.options.open_timeout is not None:  # a client that never finishes the TLS handshake
+                    listen["ssl_handshake_timeout"] = app.options.open_timeout
+            self._listener = await serve(gate, app.options, self.host, self.requested_port, **listen)
         except BaseException:
             await app.hub.detach(dispatcher)
             raise
         self._port = self._listener.sockets[0].getsockname()[1]
         app.running = self
+        app._serving_started()
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut down gracefully; returns once every connection is closed.
@@ -478,6 +609,7 @@ class RunningServer:
         await self.app.hub.detach(self.dispatcher)
         if self.app.running is self:
             self.app.running = None
+            self.app._serving_stopped()
 
     async def close(self) -> None:
         """Shut down without a grace period: running handlers are cancelled."""

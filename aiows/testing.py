@@ -20,6 +20,7 @@ code and whatever runs the test; the ``aiows_client`` pytest fixture
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 import threading
 from types import TracebackType
 from typing import Any
@@ -46,9 +47,13 @@ class TestClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, server: WebSocketServer, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, server: WebSocketServer, host: str = "127.0.0.1", *, ssl: ssl_module.SSLContext | None = None
+    ) -> None:
         self.app = server
         self.host = host
+        #: The server's TLS context: serve ``wss://`` (give ``connect()`` a client context as ``ssl=``).
+        self.ssl = ssl
         self._running: RunningServer | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -67,8 +72,8 @@ class TestClient:
         return self.running.port
 
     def url(self, path: str = "/") -> str:
-        """The ``ws://`` URL of ``path`` on the test server."""
-        return f"ws://{self.host}:{self.port}{path}"
+        """The ``ws://`` (with TLS ``wss://``) URL of ``path`` on the test server."""
+        return f"{'ws' if self.ssl is None else 'wss'}://{self.host}:{self.port}{path}"
 
     def connect(self, path: str = "/", headers: dict[str, str] | None = None, **kwargs: Any) -> TestConnection:
         """A client connection to ``path`` (with the query string), for ``async with``.
@@ -78,7 +83,7 @@ class TestClient:
         return TestConnection(self.url(path), headers, kwargs)
 
     async def __aenter__(self) -> TestClient:
-        self._running = self.app.serve(self.host, 0)
+        self._running = self.app.serve(self.host, 0, ssl=self.ssl)
         await self._running.start()
         return self
 
@@ -131,7 +136,7 @@ class TestClient:
     async def _serve_until_stopped(self, ready: threading.Event, errors: list[BaseException]) -> None:
         self._thread_loop = asyncio.get_running_loop()
         self._thread_stop = stop = asyncio.Event()
-        running = self.app.serve(self.host, 0)
+        running = self.app.serve(self.host, 0, ssl=self.ssl)
         try:
             await running.start()
         except BaseException as exc:  # reported to the thread that called __enter__

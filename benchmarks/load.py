@@ -90,6 +90,10 @@ ROWS = [
     Row("aiows", "aiows", "aiows default", "asyncio", "default"),
     Row("aiows-ref", "aiows", 'aiows request/reply ("ref", the return value)', "asyncio", "default", protocol="ref"),
     Row("aiows-mw3", "aiows-mw3", "aiows + 3 middlewares", "asyncio", "default"),
+    Row(
+        "aiows-metrics", "aiows-metrics", 'aiows + metrics_path="/metrics"', "asyncio", "default",
+        ("prometheus_client",),
+    ),  # fmt: skip
     Row("aiows-pure", "aiows", "aiows pure build", "asyncio", "default", pure=True),
     Row("naive", "naive", "naive (json, model_validate, chain/msg)", "asyncio", "websockets"),
     Row("raw-uvloop", "raw-uvloop", "raw websockets echo", "uvloop", "websockets", ("uvloop",)),
@@ -111,6 +115,8 @@ ROW_BY_KEY = {row.key: row for row in ROWS}
 
 #: The raw ``websockets`` echo on each loop: every row's baseline on its own loop.
 RAW_ON = {"asyncio": "raw", "uvloop": "raw-uvloop"}
+#: Rows measured against another aiows row (what the option they turn on costs).
+COMPARED_TO = {"aiows-metrics": "aiows"}
 #: The baseline of the picows rows, besides raw websockets.
 PICOWS_NATIVE = "raw-picows-native"
 
@@ -526,6 +532,8 @@ def selected_rows(only: str | None) -> list[Row]:
     for key in list(keys):
         row = ROW_BY_KEY[key]
         keys.add(RAW_ON[row.loop])
+        if key in COMPARED_TO:
+            keys.add(COMPARED_TO[key])
         if row.transport == "picows":
             keys.add(PICOWS_NATIVE)
         if key == "aiows-fastapi":
@@ -755,6 +763,14 @@ def print_targets(results: dict[str, dict[str, Any]]) -> None:
             f"#   50 conns x {window} in flight: {label(key, results)} >= {target:g}x {label(baseline, results)}: "
             f"{measured}  {verdict(None if ratio is None else ratio >= target)}"
         )
+    for key, baseline in COMPARED_TO.items():  # metrics on: server CPU per message grows by less than 5%
+        for window in ("1", "8"):
+            ratio = cpu_ratio(results, baseline, key, window)  # the row's CPU per message over the baseline's
+            measured = "-" if ratio is None else f"{ratio:.3f}x ({(ratio - 1) * 100:+.1f}%)"
+            print(
+                f"#   50 conns x {window} in flight: {label(key, results)} CPU per message <= 1.05x "
+                f"{label(baseline, results)}: {measured}  {verdict(None if ratio is None else ratio <= 1.05)}"
+            )
     for key in ("aiows", "aiows-picows"):
         kib = results[key]["idle_bytes_per_conn"] / 1024 if key in results else None
         measured = "-" if kib is None else f"{kib:.1f} KiB"

@@ -95,9 +95,9 @@ async def naive() -> None:
         await asyncio.Future()
 
 
-async def aiows_app(middlewares: int = 0, transport: str = "websockets") -> None:
-    """The benchmark app on aiows (``bench_app.make_app``)."""
-    app = make_app(middlewares, transport=transport)
+async def aiows_app(middlewares: int = 0, transport: str = "websockets", metrics: bool = False) -> None:
+    """The benchmark app on aiows (``bench_app.make_app``); with ``metrics``, serving Prometheus metrics."""
+    app = make_app(middlewares, transport=transport, metrics_path="/metrics" if metrics else None)
     async with app.serve("127.0.0.1", 0) as running:
         announce(running.port)
         await asyncio.Future()
@@ -187,6 +187,7 @@ KINDS: dict[str, Callable[[], None]] = {
     "raw-uvloop": lambda: run(raw_echo(), "uvloop"),
     "aiows": lambda: run(aiows_app(), "asyncio"),
     "aiows-mw3": lambda: run(aiows_app(3), "asyncio"),
+    "aiows-metrics": lambda: run(aiows_app(metrics=True), "asyncio"),
     "aiows-uvloop": lambda: run(aiows_app(), "uvloop"),
     "raw-picows-native": lambda: run(raw_picows_native_echo(), "uvloop"),
     "aiows-picows": lambda: run(aiows_app(transport="picows"), "uvloop"),

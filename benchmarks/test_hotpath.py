@@ -23,9 +23,10 @@ import pytest
 from aiows import ChatMessage
 from aiows.chain import adapter_for
 from aiows.dispatch import RouteTable, Session
+from aiows.metering import MeteredRouteTable
 from aiows.options import ServerOptions
 from aiows.transports.base import HandshakeRequest
-from aiows.transports.core import LinkLimits, SocketLink, text_frame
+from aiows.transports.core import LinkLimits, LinkMeter, MeteredSocketLink, SocketLink, text_frame
 from aiows.websocket import WebSocket
 from bench_app import PAYLOAD, PassThrough, make_app, reply_for
 
@@ -70,12 +71,17 @@ class NullSocket:
         raise NotImplementedError
 
 
-def new_link(socket: NullSocket) -> SocketLink:
-    """An open link on ``socket`` (no keepalive, no queue limit)."""
+def new_link(socket: NullSocket, meter: LinkMeter | None = None) -> SocketLink:
+    """An open link on ``socket`` (no keepalive, no queue limit); with ``meter``, one that counts its bytes."""
 
     async def make() -> SocketLink:
         limits = LinkLimits(ServerOptions(ping_interval=None, max_queue=None))
-        link = SocketLink(socket, socket, limits, HandshakeRequest("/", {}), ("127.0.0.1", 1))
+        request = HandshakeRequest("/", {})
+        link = (
+            SocketLink(socket, socket, limits, request, ("127.0.0.1", 1))
+            if meter is None
+            else MeteredSocketLink(socket, socket, limits, request, ("127.0.0.1", 1), False, None, meter)
+        )
         link.opened()
         return link
 
@@ -112,10 +118,10 @@ def drive_until_idle(coroutine: Coroutine[Any, Any, Any]) -> None:
 ServeLoop = Callable[[WebSocket, SocketLink], Coroutine[Any, Any, None]]
 
 
-def serve_batch(serve: ServeLoop) -> None:
+def serve_batch(serve: ServeLoop, make_link: Callable[[NullSocket], SocketLink] = new_link) -> None:
     """Queue ``SERVE_BATCH`` requests on a fresh link, run ``serve`` over them; check every one was answered."""
     socket = NullSocket()
-    link = new_link(socket)
+    link = make_link(socket)
     for _ in range(SERVE_BATCH):
         link.data(1, True, PAYLOAD)  # no receiver: queued, as pipelined requests are
     drive_until_idle(serve(WebSocket(link), link))
@@ -163,6 +169,26 @@ def test_serve_loop(benchmark: Benchmark, depth: int) -> None:
         return session.run()
 
     benchmark(serve_batch, serve)
+
+
+def test_serve_loop_metrics(benchmark: Benchmark) -> None:
+    """``test_serve_loop[0]`` with ``metrics_path`` on: each message counted and timed by type, its bytes
+    counted by the link (``MeteredRouteTable``, ``MeteredSocketLink``). The difference is what metrics cost."""
+    pytest.importorskip("prometheus_client")
+    app = make_app(metrics_path="/metrics")
+    assert app.metrics is not None
+    meter = app.metrics.link_meter
+    dispatcher = app.dispatcher()
+    table = dispatcher.default
+    assert isinstance(table, MeteredRouteTable)
+
+    def serve(websocket: WebSocket, link: SocketLink) -> Coroutine[Any, Any, None]:
+        session = Session(dispatcher, table, websocket, link, LOOP)
+        session.admitted = True
+        return session.run()
+
+    benchmark(serve_batch, serve, lambda socket: new_link(socket, meter))
+    assert app.metrics.types["chat"].handled > 0 and meter.bytes_in > 0 and meter.bytes_out > 0
 
 
 def test_serve_loop_floor(benchmark: Benchmark) -> None:

@@ -10,6 +10,7 @@ room, request/reply, a server-to-client request and recovery of a room's history
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -87,6 +88,11 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     if absent:
         pytest.skip(f"{', '.join(absent)} not installed")
     command, module, prefix = SERVERS[name]
+    yield from serve(command, module, prefix, racy_shutdown=name.startswith("granian"))
+
+
+def serve(command: list[str], module: str, prefix: str, racy_shutdown: bool = False) -> Iterator[Served]:
+    """Serve ``tests/asgi_apps/<module>.py`` with ``command`` in a process of its own until closed."""
     port = free_port()
     argv = [sys.executable, *(part.format(module=module, port=port) for part in command)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")])))
@@ -96,7 +102,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     )
     try:
         wait_for_port(port, process, timeout=30)
-        yield Served(process, port, prefix, racy_shutdown=name.startswith("granian"))
+        yield Served(process, port, prefix, racy_shutdown)
     finally:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -111,6 +117,12 @@ def http_get(url: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def read_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text: str = response.read().decode()
+        return text
 
 
 async def receive(ws: ClientConnection) -> Any:
@@ -307,3 +319,39 @@ def test_every_send_runs_in_a_task_of_its_own_in_order() -> None:
     assert [message["type"] for message in sent] == ["websocket.accept"] + ["websocket.send"] * 3 + ["websocket.close"]
     assert [json.loads(message["text"])["n"] for message in sent[1:4]] == [0, 1, 2]
     assert sent[-1]["code"] == 4000
+
+
+def test_stats_and_metrics_count_asgi_connections_and_their_bytes() -> None:
+    """Under uvicorn: the health endpoint's stats and the Prometheus scrape (an ``http`` scope through the gate)
+    count the connection under transport ``asgi``, its message by type and its payload bytes in and out."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    if importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("uvicorn not installed")
+    served = serve(["-m", "uvicorn", "{module}:app", "--port", "{port}"], "metered_app", "")
+    with contextlib.closing(served) as running:
+        app = next(running)
+        request = json.dumps({"type": "chat", "text": "hi", "user_id": 1})
+        reply = json.dumps({"type": "chat", "text": "hi"}, separators=(",", ":"))
+
+        async def chat() -> None:
+            async with connect(app.url("/chat"), open_timeout=10) as ws:
+                await ws.send(request)
+                assert await asyncio.wait_for(ws.recv(), 10) == reply
+                status, health = await asyncio.to_thread(http_get, app.url("/healthz", "http"))
+                assert status == 200, health
+                stats = health["stats"]
+                assert stats["connections_by_transport"] == {"asgi": 1}
+                assert stats["connections_by_path"] == {"/chat": 1}
+                assert stats["messages_by_type"] == {"chat": 1} and stats["uptime"] > 0
+                text = await asyncio.to_thread(read_text, app.url("/metrics", "http"))
+                samples = {
+                    (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                    for family in parser.text_string_to_metric_families(text)
+                    for sample in family.samples
+                }
+                assert samples[("aiows_connections_open", (("path", "/chat"), ("transport", "asgi")))] == 1
+                assert samples[("aiows_messages_received_total", (("type", "chat"),))] == 1
+                assert samples[("aiows_received_bytes_total", ())] == len(request)
+                assert samples[("aiows_sent_bytes_total", ())] == len(reply)
+
+        asyncio.run(chat())

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 import aiows
+from certs import make_certs
 from processes import free_port
 
 APP = """
@@ -55,6 +57,8 @@ class Cli:
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         (tmp_path / "app.py").write_text(APP)
         self.port = free_port()
+        #: The client's TLS context: set it to talk wss:// to a server run with --certfile.
+        self.ssl: ssl.SSLContext | None = None
         self.log = tmp_path / "stderr.txt"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
@@ -71,7 +75,8 @@ class Cli:
 
     async def whoami(self) -> int:
         """The pid of the process that serves one new connection."""
-        async with connect(f"ws://127.0.0.1:{self.port}/", open_timeout=5) as ws:
+        scheme = "ws" if self.ssl is None else "wss"
+        async with connect(f"{scheme}://127.0.0.1:{self.port}/", open_timeout=5, ssl=self.ssl) as ws:
             await ws.send(orjson.dumps({"type": "whoami"}).decode())
             reply: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
             pid: int = reply["pid"]
@@ -242,3 +247,49 @@ async def test_reload_restarts_the_server_when_a_file_changes(cli_factory: Any, 
         await asyncio.sleep(0.05)
     assert pid != first
     assert cli.stop() == 0
+
+
+@linux_only
+async def test_tls_with_workers_serves_wss_from_every_worker(cli_factory: Any, tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    cli = cli_factory("--workers", "2", "--certfile", str(certs.server), "--keyfile", str(certs.server_key))
+    cli.ssl = certs.client_context()
+    pids = await cli.pids(2)
+    assert len(pids) == 2 and cli.process.pid not in pids
+    assert f"aiows: listening on wss://127.0.0.1:{cli.port} (workers: 2" in cli.output
+    with pytest.raises(ssl.SSLCertVerificationError):  # a client that does not trust the certificate
+        await connect(f"wss://127.0.0.1:{cli.port}/", open_timeout=5, ssl=ssl.create_default_context())
+    assert await cli.whoami() in pids  # the workers keep serving
+    assert cli.stop() == 0, cli.output
+
+
+async def test_tls_client_certificates_with_ca_certs(cli_factory: Any, tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    cli = cli_factory(
+        "--certfile", str(certs.server), "--keyfile", str(certs.server_key), "--ca-certs", str(certs.ca),
+        "--log-level", "warning",
+    )  # fmt: skip
+    cli.ssl = certs.client_context(with_certificate=True)
+    assert await cli.wait_ready() == cli.process.pid
+    cli.ssl = certs.client_context()  # no client certificate
+    with pytest.raises((OSError, EOFError, WebSocketException)):
+        await cli.whoami()
+    assert cli.stop() == 0, cli.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--certfile", "missing.pem"], "cannot load the TLS certificate and key from missing.pem: No such file"),
+        (["--keyfile", "key.pem"], "--keyfile and --ca-certs need --certfile"),
+    ],
+)
+def test_unusable_tls_flags_give_a_clear_error(tmp_path: Path, flags: list[str], message: str) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    result = subprocess.run(
+        [sys.executable, "-m", "aiows", "run", "app:server", *flags],
+        cwd=tmp_path, capture_output=True, text=True, timeout=WAIT,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"aiows: error: {message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -6,7 +6,7 @@
   ``<!-- fragment -->`` (tests/doc_blocks.py) must parse.
 - ``bash``: the files a command names exist, the extras it installs are declared, the ``aiows`` options it
   passes are the command's own.
-- ``ini`` and ``toml``: they parse.
+- ``ini``, ``toml`` and ``yaml``: they parse (``yaml`` with PyYAML, skipped without it).
 - ``html``: each inline ``<script>`` parses as JavaScript (``node --check``; skipped without Node).
 - ``ts``: only in the contract guide, whose TypeScript tests/test_contract_tools.py compiles with ``tsc --strict``.
 """
@@ -33,21 +33,22 @@ except ModuleNotFoundError:  # Python 3.10: mypy's own TOML parser, installed wi
 
 from aiows import WebSocketServer
 from aiows.testing import TestClient
+from certs import Certs, make_certs
 from doc_blocks import DOCS, README, ROOT, Block, all_blocks, blocks
 
-LANGUAGES = {"python", "bash", "ini", "toml", "html", "ts"}
+LANGUAGES = {"python", "bash", "ini", "toml", "yaml", "html", "ts"}
 COMMANDS = ("", "run", "asyncapi", "typescript")
 PYTHON = [block for block in all_blocks("python") if not block.fragment]
 FRAGMENTS = [block for block in all_blocks("python") if block.fragment]
 
-# run() would block: serve on an ephemeral loopback port for a moment instead.
+# run() would block: serve on an ephemeral loopback port for a moment instead (with its TLS context, if any).
 PRELUDE = """
 import asyncio
 import aiows.server
 
-def _run(self, host="localhost", port=8000):
+def _run(self, host="localhost", port=8000, **options):
     async def start_and_stop():
-        async with self.serve("127.0.0.1", 0):
+        async with self.serve("127.0.0.1", 0, ssl=options.get("ssl")):
             pass
     asyncio.run(start_and_stop())
 
@@ -69,8 +70,16 @@ def test_every_block_names_a_checked_language(block: Block) -> None:
     assert block.language in LANGUAGES, f"{block.name}: a ```{block.language} block is not checked; use one of {LANGUAGES}"
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("doc-certs"))
+
+
 @pytest.mark.parametrize("block", PYTHON, ids=ids(PYTHON))
-def test_python_block_runs(block: Block, tmp_path: Path) -> None:
+def test_python_block_runs(block: Block, tmp_path: Path, certs: Certs) -> None:
+    # The TLS block's cert.pem and key.pem, in the directory it runs in.
+    shutil.copy(certs.server, tmp_path / "cert.pem")
+    shutil.copy(certs.server_key, tmp_path / "key.pem")
     script = tmp_path / "snippet.py"
     script.write_text(PRELUDE + block.code)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -207,6 +216,12 @@ def test_the_readmes_links_reach_files_of_the_repository() -> None:
     assert [target for target in local if not (ROOT / target).exists()] == []
 
 
+@pytest.mark.parametrize("block", all_blocks("yaml"), ids=ids(all_blocks("yaml")))
+def test_yaml_block_parses(block: Block) -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML parses the yaml blocks")
+    assert isinstance(yaml.safe_load(block.code), dict), block.name
+
+
 HTML = all_blocks("html")
 
 
@@ -231,14 +246,14 @@ def test_typescript_blocks_are_the_contract_guides() -> None:
 def load_block(page: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run the one python block of ``page`` that contains ``marker`` with ``run()`` made a no-op; return its globals."""
     (block,) = [block for block in blocks(page) if block.language == "python" and marker in block.code]
-    monkeypatch.setattr(WebSocketServer, "run", lambda self, host="localhost", port=8000: None)
+    monkeypatch.setattr(WebSocketServer, "run", lambda self, host="localhost", port=8000, **options: None)
     namespace: dict[str, Any] = {"__name__": "doc_block"}
     exec(compile(block.code, block.name, "exec", dont_inherit=True), namespace)  # no __future__ of ours
     return namespace
 
 
 async def test_rooms_block_serves_the_messages_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    server = load_block(DOCS / "guides" / "rooms.md", "class Said(BaseModel):", monkeypatch)["server"]
+    server = load_block(DOCS / "guides" / "rooms.md", "class Say(Room):", monkeypatch)["server"]
     async with TestClient(server) as client:
         async with client.connect() as ann, client.connect() as bob:
             for ws, members in ((ann, 1), (bob, 2)):

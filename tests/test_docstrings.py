@@ -11,6 +11,7 @@ constant, documented by a ``#:`` comment on the line above it or a string right 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import aiows
@@ -98,6 +99,55 @@ def undocumented(path: Path, index: dict[str, ast.ClassDef], root: Path = PACKAG
                 if name != "__all__" and is_public(name, listed) and not documented
             ]
     return missing
+
+
+def documented_parameters(docstring: str) -> set[str] | None:
+    """The names an ``Args:`` section documents (``None`` without one)."""
+    if "\nArgs:\n" not in f"\n{docstring}":
+        return None
+    section = f"\n{docstring}".split("\nArgs:\n", 1)[1]
+    names = set()
+    for line in section.splitlines():
+        if line and not line.startswith(" "):
+            break  # the next section
+        match = re.match(r"^    (\*{0,2}\w+):", line)
+        if match:
+            names.add(match[1].lstrip("*"))
+    return names
+
+
+def parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    arguments = function.args
+    every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]
+    return {argument.arg for argument in every if argument is not None} - {"self", "cls"}
+
+
+def incomplete_args(path: Path) -> list[str]:
+    """Functions (and classes, for ``__init__``) whose ``Args:`` section leaves out a parameter."""
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        function: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            function = node
+        elif isinstance(node, ast.ClassDef):
+            inits = [item for item in node.body if isinstance(item, ast.FunctionDef) and item.name == "__init__"]
+            function = inits[0] if inits else None
+        if function is None:
+            continue
+        documented = documented_parameters(ast.get_docstring(node) or "")  # type: ignore[arg-type]
+        if function is not None and documented is not None and parameters(function) - documented:
+            missing.append(f"{path.name}:{node.lineno} {node.name}: {sorted(parameters(function) - documented)}")
+    return missing
+
+
+def test_an_args_section_documents_every_parameter() -> None:
+    assert [problem for path in SOURCES for problem in incomplete_args(path)] == []
+
+
+def test_the_args_check_finds_a_missing_parameter(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text('def f(a: int, *, b: int, **rest: int) -> None:\n    """F.\n\n    Args:\n        a: one.\n        **rest: more.\n    """\n')
+    assert incomplete_args(module) == ["module.py:1 f: ['b']"]
 
 
 def test_the_sources_are_found() -> None:

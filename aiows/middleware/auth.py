@@ -12,6 +12,7 @@ from typing import Any, Callable
 from ..auth import verify_token
 from ..exceptions import AiowsException
 from ..redaction import register_secret
+from ..stats import record_failure
 from ..types import ConnectHandler
 from ..websocket import WebSocket
 from .base import BaseMiddleware
@@ -176,6 +177,7 @@ class AuthMiddleware(BaseMiddleware):
             token = await self.first_message_token(websocket)
         if token is None or not await self.authenticate(websocket, token):
             if not websocket.closed:
+                record_failure(websocket, "auth_failure")
                 await websocket.close(AUTH_FAILED, "authentication failed")
             return None
         if first_message:

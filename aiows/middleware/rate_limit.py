@@ -6,6 +6,7 @@ import time
 from typing import Any, Final
 
 from ..exceptions import RateLimitedError
+from ..stats import record_failure
 from ..types import DisconnectHandler, JSONObject, MessageNext
 from ..websocket import WebSocket
 from .base import BaseMiddleware
@@ -146,8 +147,10 @@ class RateLimitingMiddleware(BaseMiddleware):
         if self.allow(self.key(websocket), _monotonic()):
             return await handler(websocket, message)
         if self.on_limit == "close":
+            record_failure(websocket, "rate_limit_close")
             await websocket.close(RATE_LIMITED, "rate limit exceeded")
             return None
+        record_failure(websocket, "rate_limit_error")
         # Raised, not sent here: the dispatcher answers it like any error, with the message's "ref" if it has one.
         raise RateLimitedError("rate limit exceeded: message dropped")
 

@@ -19,7 +19,7 @@ from .base import Listener
 
 __all__ = ["FRONT_ENDS", "FrontEnd", "Serve", "serve_function"]
 
-#: ``serve(gate, options, host, port, **create_server_kwargs) -> Listener`` of one front-end.
+#: ``serve(gate, options, host, port, meter=None, **create_server_kwargs) -> Listener`` of one front-end.
 Serve = Callable[..., Awaitable[Listener]]
 
 

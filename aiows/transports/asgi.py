@@ -46,10 +46,11 @@ from ..dispatch import spawn
 from ..exceptions import ConnectionError
 from ..options import ServerOptions
 from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Link, Receiver, Reply
-from .core import valid_close_code
+from .core import LinkMeter, valid_close_code
 
 __all__ = [
     "ASGILink",
+    "MeteredASGILink",
     "Receive",
     "Scope",
     "Send",
@@ -161,8 +162,13 @@ async def refuse(scope: Scope, send: Send, reply: Reply) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
-async def serve_websocket(gate: Gate, options: ServerOptions, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve one ``websocket`` scope: admission, accept, then messages until ``websocket.disconnect``."""
+async def serve_websocket(
+    gate: Gate, options: ServerOptions, scope: Scope, receive: Receive, send: Send, meter: LinkMeter | None = None
+) -> None:
+    """Serve one ``websocket`` scope: admission, accept, then messages until ``websocket.disconnect``.
+
+    With a ``meter`` (``metrics_path``), the link counts its payload bytes (``MeteredASGILink``).
+    """
     event = await receive()
     if event.get("type") != "websocket.connect":
         return  # the client left before the handshake (websocket.disconnect)
@@ -175,7 +181,11 @@ async def serve_websocket(gate: Gate, options: ServerOptions, scope: Scope, rece
             await refuse(scope, send, reply)
             return
         await send({"type": "websocket.accept"})
-        link = ASGILink(send, options, request, peer)
+        link = (
+            ASGILink(send, options, request, peer)
+            if meter is None
+            else MeteredASGILink(send, options, request, peer, meter)
+        )
         link.task = asyncio.current_task()
         link.state = OPEN
         gate.opened(link, key)
@@ -511,3 +521,23 @@ class ASGILink(Link):
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
         await self.closed_future()
+
+
+class MeteredASGILink(ASGILink):
+    """An ``ASGILink`` that counts the payload bytes of the messages it receives and sends (``LinkMeter``)."""
+
+    def __init__(
+        self, send: Send, options: ServerOptions, request: HandshakeRequest, remote_address: Any, meter: LinkMeter
+    ) -> None:
+        super().__init__(send, options, request, remote_address)
+        self.meter = meter
+
+    def data(self, text: bool, payload: bytes) -> None:
+        self.meter.bytes_in += len(payload)
+        ASGILink.data(self, text, payload)
+
+    def write(self, payload: bytes, text: bool) -> bool:
+        if ASGILink.write(self, payload, text):
+            self.meter.bytes_out += len(payload)
+            return True
+        return False

@@ -34,7 +34,18 @@ from ..exceptions import ConnectionError
 from ..options import ServerOptions
 from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Link, Receiver
 
-__all__ = ["Front", "LinkLimits", "SocketLink", "Wire", "binary_frame", "frame_header", "text_frame", "valid_close_code"]
+__all__ = [
+    "Front",
+    "LinkLimits",
+    "LinkMeter",
+    "MeteredSocketLink",
+    "SocketLink",
+    "Wire",
+    "binary_frame",
+    "frame_header",
+    "text_frame",
+    "valid_close_code",
+]
 
 #: Bytes one socket read takes at most (asyncio's own figure).
 READ_BUFFER: Final = 256 * 1024
@@ -154,11 +165,24 @@ class Keepalive:
             self.timer = self.loop.call_later(self.tick, self.sweep)
 
 
-class Front:
-    """What every connection of one listening server shares."""
+class LinkMeter:
+    """Payload bytes received and sent by the links of one server (``metrics_path`` only: ``MeteredSocketLink``)."""
 
-    def __init__(self, gate: Gate, options: ServerOptions) -> None:
+    def __init__(self) -> None:
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+class Front:
+    """What every connection of one listening server shares.
+
+    With a ``meter``, its links count their bytes (``MeteredSocketLink``);
+    without, they are plain ``SocketLink`` objects that count nothing.
+    """
+
+    def __init__(self, gate: Gate, options: ServerOptions, meter: LinkMeter | None = None) -> None:
         self.gate = gate
+        self.meter = meter
         self.limits = LinkLimits(options)
         self.max_size = options.max_message_size
         self.compression = options.compression
@@ -186,6 +210,15 @@ class Front:
         """Drop every connection still in its handshake (on shutdown)."""
         for connection in list(self.handshakes):
             connection.abort()
+
+    def new_link(
+        self, transport: Any, wire: Wire, request: HandshakeRequest, remote_address: Any, compressed: bool
+    ) -> SocketLink:
+        """The link of a connection whose handshake completed (not yet ``opened()``)."""
+        meter = self.meter
+        if meter is None:
+            return SocketLink(transport, wire, self.limits, request, remote_address, compressed, self.keepalive)
+        return MeteredSocketLink(transport, wire, self.limits, request, remote_address, compressed, self.keepalive, meter)
 
 
 class SocketLink(Link):
@@ -588,3 +621,37 @@ class SocketLink(Link):
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
         await self.closed_future()
+
+
+class MeteredSocketLink(SocketLink):
+    """A ``SocketLink`` that counts the payload bytes of the data frames it receives and sends (``LinkMeter``)."""
+
+    def __init__(
+        self,
+        transport: Any,
+        wire: Wire,
+        limits: LinkLimits,
+        request: HandshakeRequest,
+        remote_address: Any,
+        compressed: bool,
+        keepalive: Keepalive | None,
+        meter: LinkMeter,
+    ) -> None:
+        super().__init__(transport, wire, limits, request, remote_address, compressed, keepalive)
+        self.meter = meter
+
+    def data(self, kind: int, fin: bool, payload: bytes) -> None:
+        self.meter.bytes_in += len(payload)
+        SocketLink.data(self, kind, fin, payload)
+
+    def write(self, payload: bytes, text: bool) -> bool:
+        if SocketLink.write(self, payload, text):
+            self.meter.bytes_out += len(payload)
+            return True
+        return False
+
+    def write_frame(self, frame: bytes, payload: bytes) -> bool:
+        if SocketLink.write_frame(self, frame, payload):
+            self.meter.bytes_out += len(payload)
+            return True
+        return False

@@ -41,7 +41,7 @@ from websockets.server import ServerProtocol
 
 from ..options import ServerOptions
 from .base import Gate, HandshakeRequest, Listener, Reply
-from .core import Front, LinkLimits, SocketLink, valid_close_code
+from .core import Front, LinkLimits, LinkMeter, SocketLink, valid_close_code
 
 __all__ = ["PicowsListener", "serve"]
 
@@ -93,14 +93,8 @@ class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         underlying = transport.underlying_transport
-        link = self.link = SocketLink(
-            underlying,
-            self,
-            self.front.limits,
-            self.request,
-            underlying.get_extra_info("peername"),
-            compressed=self.extension is not None,
-            keepalive=self.front.keepalive,
+        link = self.link = self.front.new_link(
+            underlying, self, self.request, underlying.get_extra_info("peername"), self.extension is not None
         )
         link.opened()
         self.front.gate.opened(link, self)
@@ -227,9 +221,13 @@ def _negotiate(front: Front, request: WSUpgradeRequest, path: str) -> tuple[Exte
     return protocol.extensions[0], {"Sec-WebSocket-Extensions": value}
 
 
-async def serve(gate: Gate, options: ServerOptions, host: str, port: int, **kwargs: Any) -> Listener:
-    """Listen on ``host:port`` with picows; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``)."""
-    front = Front(gate, options)
+async def serve(
+    gate: Gate, options: ServerOptions, host: str, port: int, meter: LinkMeter | None = None, **kwargs: Any
+) -> Listener:
+    """Listen on ``host:port`` with picows; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``,
+    ``ssl``, ``ssl_handshake_timeout``). With ``meter``, the links count their bytes.
+    """
+    front = Front(gate, options, meter)
 
     def listener_factory(upgrade_request: WSUpgradeRequest) -> Any:
         path = upgrade_request.path.decode("latin-1")

@@ -22,7 +22,7 @@ from websockets.server import ServerProtocol
 
 from ..options import ServerOptions
 from .base import Gate, HandshakeRequest, Listener, Reply
-from .core import Front, SocketLink
+from .core import Front, LinkMeter, SocketLink
 
 __all__ = ["WebsocketsProtocol", "serve"]
 
@@ -128,10 +128,7 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         if self.open_timer is not None:
             self.open_timer.cancel()
             self.open_timer = None
-        link = self.link = SocketLink(
-            self.transport, self, self.front.limits, handshake, self.peer, compressed=bool(protocol.extensions),
-            keepalive=self.front.keepalive,
-        )
+        link = self.link = self.front.new_link(self.transport, self, handshake, self.peer, bool(protocol.extensions))
         link.opened()
         self.front.gate.opened(link, self)
         if len(events) > 1:  # frames the client sent right behind its request
@@ -206,8 +203,12 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         return b"".join(self.protocol.data_to_send())
 
 
-async def serve(gate: Gate, options: ServerOptions, host: str, port: int, **kwargs: Any) -> Listener:
-    """Listen on ``host:port``; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``)."""
-    front = Front(gate, options)
+async def serve(
+    gate: Gate, options: ServerOptions, host: str, port: int, meter: LinkMeter | None = None, **kwargs: Any
+) -> Listener:
+    """Listen on ``host:port``; ``kwargs`` go to ``loop.create_server`` (``reuse_port``, ``backlog``,
+    ``ssl``, ``ssl_handshake_timeout``). With ``meter``, the links count their bytes.
+    """
+    front = Front(gate, options, meter)
     server = await asyncio.get_running_loop().create_server(lambda: WebsocketsProtocol(front), host, port, **kwargs)
     return Listener(server, front.abort_handshakes)
