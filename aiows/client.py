@@ -1,13 +1,13 @@
 """A Python client for aiows servers: requests with replies, server requests, reconnection, room positions.
 
-::
+```python
+import aiows.client
 
-    import aiows.client
-
-    async with aiows.client.connect("ws://localhost:8000", token=TOKEN) as client:
-        reply = await client.request({"type": "join", "room": "lobby"})
-        async for message in client:  # the server's frames, as dicts (replies to requests excluded)
-            print(message)
+async with aiows.client.connect("ws://localhost:8000", token=TOKEN) as client:
+    reply = await client.request({"type": "join", "room": "lobby"})
+    async for message in client:  # the server's frames, as dicts (replies to requests excluded)
+        print(message)
+```
 
 It uses ``websockets``' own asyncio client (no other dependency). What it
 does on the wire is in the guide "Delivery guarantees" (docs/guides/delivery.md):

@@ -1,11 +1,13 @@
 """``AiowsSettings``: every server option, and how to run it, from ``AIOWS_*`` environment variables.
 
-Needs ``pip install "aiows[settings]"`` (pydantic-settings)::
+Needs ``pip install "aiows[settings]"`` (pydantic-settings):
 
-    from aiows import AiowsSettings, WebSocketServer
+```python
+from aiows import AiowsSettings, WebSocketServer
 
-    server = WebSocketServer.from_settings()           # AiowsSettings(): the environment and .env
-    server = WebSocketServer.from_settings(AiowsSettings(max_message_size=65536))
+server = WebSocketServer.from_settings()           # AiowsSettings(): the environment and .env
+server = WebSocketServer.from_settings(AiowsSettings(max_message_size=65536))
+```
 
 Each field is read from ``AIOWS_<NAME>`` (``AIOWS_MAX_MESSAGE_SIZE=65536``),
 then from a ``.env`` file in the current directory, then its default (the
@@ -47,7 +49,10 @@ class SettingsError(ValueError):
 
 
 class AiowsSettings(BaseSettings):
-    """Every ``WebSocketServer`` option, plus host, port, workers, TLS files and logging (README, "Settings")."""
+    """Every ``WebSocketServer`` option, plus host, port, workers, TLS files and logging.
+
+    The guide "Operations" (docs/guides/operations.md, "Settings") lists the variables.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True

@@ -2,11 +2,13 @@
 
 ``server.run(..., ssl=context)`` and ``server.serve(..., ssl=context)`` take an
 ``ssl.SSLContext``; ``server_context()`` builds one from PEM files, as
-``aiows run --certfile F --keyfile F [--ca-certs F]`` does::
+``aiows run --certfile F --keyfile F [--ca-certs F]`` does:
 
-    from aiows.tls import server_context
+```python
+from aiows.tls import server_context
 
-    server.run("0.0.0.0", 8443, ssl=server_context("cert.pem", "key.pem"))
+server.run("0.0.0.0", 8443, ssl=server_context("cert.pem", "key.pem"))
+```
 
 The context is the standard library's server default
 (``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``: TLS 1.2 or newer,

@@ -150,6 +150,18 @@ def test_the_args_check_finds_a_missing_parameter(tmp_path: Path) -> None:
     assert incomplete_args(module) == ["module.py:1 f: ['b']"]
 
 
+def test_docstrings_are_markdown() -> None:
+    """The reference renders docstrings as Markdown: a reStructuredText ``::`` would show as is (use a fence)."""
+    literal = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node) or ""
+                if any(line.rstrip().endswith("::") for line in docstring.splitlines()):
+                    literal.append(f"{path.name}: {getattr(node, 'name', 'the module')}")
+    assert literal == []
+
+
 def test_the_sources_are_found() -> None:
     assert PACKAGE / "server.py" in SOURCES and len(SOURCES) > 20
 

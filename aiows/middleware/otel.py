@@ -1,12 +1,14 @@
 """``OpenTelemetryMiddleware``: a span per connection and a child span per message.
 
 Needs ``pip install "aiows[otel]"`` (opentelemetry-api; your application sets
-up the SDK and an exporter)::
+up the SDK and an exporter):
 
-    from aiows import OpenTelemetryMiddleware, WebSocketServer
+```python
+from aiows import OpenTelemetryMiddleware, WebSocketServer
 
-    server = WebSocketServer()
-    server.add_middleware(OpenTelemetryMiddleware())  # first, so its spans hold the others' work
+server = WebSocketServer()
+server.add_middleware(OpenTelemetryMiddleware())  # first, so its spans hold the others' work
+```
 
 The connection span (``websocket.connection``, kind SERVER) runs from the
 handshake to the TCP close and continues the trace of a ``traceparent``
