@@ -20,8 +20,10 @@ from setuptools.build_meta import *  # noqa: F401,F403  (the rest of the PEP 517
 
 #: What mypyc needs to type-check and compile the hot-path modules. websockets>=16.0, above the runtime
 #: floor (14.1), for typing only: before 16.0 ServerProtocol.receive_data is annotated ``bytes`` and the
-#: transport passes it a bytearray. (.ci/lowest-build-versions.txt pins these floors for CI.)
-COMPILE_REQUIRES = ["mypy>=1.16", "websockets>=16.0", "pydantic>=2.6", "orjson>=3.11.6", "mypy_extensions>=1.0"]
+#: transport passes it a bytearray. mypy>=1.20.2: older mypyc miscompiles the request/reply code (1.16:
+#: "attribute '__mypyc_temp__' ... undefined" in try/finally around an await; 1.18: a coroutine overridden
+#: in a subclass fails its type check). (.ci/lowest-build-versions.txt pins these floors for CI.)
+COMPILE_REQUIRES = ["mypy>=1.20.2", "websockets>=16.0", "pydantic>=2.6", "orjson>=3.11.6", "mypy_extensions>=1.0"]
 
 
 def _compile_requires() -> list[str]:
