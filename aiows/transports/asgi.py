@@ -501,27 +501,6 @@ class ASGILink(Link):
             return payload.decode()
         return payload
 
-    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
-        """Send ``message`` as one message (text for ``str`` unless ``text=False``), then wait while ``paused``."""
-        if isinstance(message, str):
-            sent = self.write(message.encode(), text is not False)
-        else:
-            sent = self.write(bytes(message), bool(text))
-        if not sent:
-            raise ConnectionError("connection closed", self.close_code)
-        drained = self.drain()
-        if drained is not None:
-            await drained
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close with ``code`` and ``reason`` and wait until the connection is closed."""
-        self.close_soon(code, reason)
-        await self.closed_future()
-
-    async def wait_closed(self) -> None:
-        """Wait until the connection is closed."""
-        await self.closed_future()
-
 
 class MeteredASGILink(ASGILink):
     """An ``ASGILink`` that counts the payload bytes of the messages it receives and sends (``LinkMeter``)."""
