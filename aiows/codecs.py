@@ -56,8 +56,10 @@ class Codec:
         self.text = text
         self.label = label
         self.object_name = object_name
-        #: The code of the error frame for a payload it cannot decode.
+        #: The code and message of the error frame for a payload it cannot decode, and for one that is not an object.
         self.invalid_code = "invalid_" + name
+        self.invalid_message = "message is not valid " + label
+        self.not_object_message = "message must be " + object_name
 
     def decode(self, data: bytes) -> Any:
         """The message object a payload holds; ``ValueError`` if it is not valid."""

@@ -222,11 +222,11 @@ class RouteTable:
             websocket.link.fail(1007, "invalid UTF-8")
             return None
         codec = websocket.codec
-        return self.error(websocket, codec.invalid_code, "message is not valid " + codec.label)
+        return self.error(websocket, codec.invalid_code, codec.invalid_message)
 
     def not_object(self, websocket: WebSocket) -> Coroutine[Any, Any, None]:
         """The ``invalid_message`` error frame for a message that is not an object (a JSON object, a map)."""
-        return self.error(websocket, "invalid_message", "message must be " + websocket.codec.object_name)
+        return self.error(websocket, "invalid_message", websocket.codec.not_object_message)
 
     def unknown(self, websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
         """The ``unknown_type`` error frame."""
