@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -414,3 +415,33 @@ def test_commands_write_the_document_and_the_declarations(
     assert "export type ServerMessage = Pong | ReplyFrame | ServerError;" in capsys.readouterr().out
     assert main(["typescript", "pingapp:nothing", "--app-dir", str(tmp_path)]) == 1
     assert "aiows: error: module 'pingapp' has no attribute 'nothing'" in capsys.readouterr().err
+
+
+def test_asyncapi_yaml_is_the_json_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yaml = pytest.importorskip("yaml", reason="--yaml needs PyYAML (aiows[yaml])")
+    (tmp_path / "pingapp.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["asyncapi", "pingapp:server", "--app-dir", str(tmp_path)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    output = tmp_path / "asyncapi.yaml"
+    assert main(["asyncapi", "pingapp:server", "--app-dir", str(tmp_path), "--yaml", "-o", str(output)]) == 0
+    text = output.read_text()
+    assert text.startswith("asyncapi: 3.0.0\n") and "&id" not in text  # YAML, with no anchors
+    assert yaml.safe_load(text) == document
+    assert main(["asyncapi", "pingapp:server", "--app-dir", str(tmp_path), "--yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == document
+
+
+def test_asyncapi_yaml_without_pyyaml_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # what Python does for a module that is not installed
+    output = tmp_path / "asyncapi.yaml"
+    assert main(["asyncapi", "nowhere:server", "--yaml", "-o", str(output)]) == 2
+    assert capsys.readouterr().err == 'aiows: error: --yaml needs PyYAML: pip install "aiows[yaml]"\n'
+    assert not output.exists()
+    with pytest.raises(SystemExit) as exited:
+        main(["typescript", "nowhere:server", "--yaml"])  # only asyncapi writes YAML
+    assert exited.value.code == 2

@@ -4,7 +4,7 @@
 versions pinned below, installed once into a cache directory
 (``$AIOWS_NPM_CACHE``, default ``~/.cache/aiows-npm``) and run with Node.
 Each example app's document is written by the ``aiows asyncapi`` command, as
-a user would, and parsed: no error and no warning may come back (the one
+a user would, as JSON and as YAML (``--yaml``), and parsed: no error and no warning may come back (the one
 diagnostic allowed is the parser's information that AsyncAPI 3.1.0 exists;
 docs/guides/contract.md explains it). The parser's AsyncAPI 3 rules do not check message
 examples against their payloads: aiows checks each against its model when it
@@ -102,12 +102,18 @@ def parse(tools: Path, document: Path) -> dict[str, Any]:
     return verdict
 
 
+@pytest.mark.parametrize("form", ["json", "yaml"])
 @pytest.mark.parametrize("app", list(EXAMPLE_APPS))
-def test_every_example_document_passes_the_asyncapi_parser(npm_tools: Path, app: str, tmp_path: Path) -> None:
+def test_every_example_document_passes_the_asyncapi_parser(npm_tools: Path, app: str, form: str, tmp_path: Path) -> None:
     for module in EXAMPLE_APPS[app]:
         pytest.importorskip(module)
-    output = tmp_path / "asyncapi.json"
-    aiows_command("asyncapi", app, "-o", str(output))
+    output = tmp_path / f"asyncapi.{form}"
+    if form == "yaml":
+        yaml = pytest.importorskip("yaml", reason="--yaml needs PyYAML (aiows[yaml])")
+        aiows_command("asyncapi", app, "--yaml", "-o", str(output))
+        assert yaml.safe_load(output.read_text()) == json.loads(aiows_command("asyncapi", app))
+    else:
+        aiows_command("asyncapi", app, "-o", str(output))
     verdict = parse(npm_tools, output)
     assert verdict["parsed"], verdict
     problems = [d for d in verdict["diagnostics"] if d["severity"] in (ERROR, WARNING) or d["code"] not in ALLOWED]
