@@ -121,7 +121,7 @@ def test_every_example_document_passes_the_asyncapi_parser(npm_tools: Path, app:
 
 
 def test_the_parser_reports_a_broken_document(npm_tools: Path, tmp_path: Path) -> None:
-    """The check above can fail: an operation sending another channel's message, and a dangling $ref."""
+    """The check above can fail: an operation sending another channel's message, a dangling $ref, a bad reply."""
     document = json.loads(aiows_command("asyncapi", "middleware_example:server"))
     document["channels"]["elsewhere"] = {"address": "/elsewhere", "messages": {}}
     document["operations"]["root.client.echo"]["channel"] = {"$ref": "#/channels/elsewhere"}
@@ -129,6 +129,13 @@ def test_the_parser_reports_a_broken_document(npm_tools: Path, tmp_path: Path) -
     broken.write_text(json.dumps(document))
     severities = {d["code"]: d["severity"] for d in parse(npm_tools, broken)["diagnostics"]}
     assert severities.get("asyncapi3-operation-messages-from-referred-channel") == ERROR, severities
+    document = json.loads(aiows_command("asyncapi", "simple_chat:server"))
+    join = document["operations"]["root.client.join"]
+    for key, value in (("messages", [{"$ref": "#/channels/root/messages/nowhere"}]), ("data", {"type": "object"})):
+        operations = {**document["operations"], "root.client.join": {**join, "reply": {**join["reply"], key: value}}}
+        broken.write_text(json.dumps({**document, "operations": operations}))
+        verdict = parse(npm_tools, broken)  # a reply that is not the reply object, or refers to no message
+        assert not verdict["parsed"] and any(d["severity"] == ERROR for d in verdict["diagnostics"]), verdict
     document = json.loads(aiows_command("asyncapi", "middleware_example:server"))
     document["channels"]["root"]["messages"]["client.echo"] = {"$ref": "#/components/messages/nowhere"}
     broken.write_text(json.dumps(document))
@@ -137,7 +144,7 @@ def test_the_parser_reports_a_broken_document(npm_tools: Path, tmp_path: Path) -
 
 
 CLIENT = """
-import type { ClientMessage, ServerMessage } from "./contract";
+import type { ClientMessage, ReplyFrame, RequestReplyMap, ServerMessage } from "./contract";
 
 export function send(socket: { send(data: string): void }, message: ClientMessage): void {
   socket.send(JSON.stringify(message));
@@ -153,7 +160,7 @@ export function greet(socket: { send(data: string): void }): void {
 export function show(message: ServerMessage): string {
   switch (message.type) {
     case "said":
-      return `${message.name}: ${message.text}`;
+      return `${message.name}: ${message.text} (${message.room} #${message.offset} in ${message.epoch})`;
     case "members":
       return `${message.count} in ${message.room}`;
     case "error":
@@ -161,6 +168,14 @@ export function show(message: ServerMessage): string {
     default:
       return message.type;
   }
+}
+
+export function joined(reply: ReplyFrame<RequestReplyMap["join"]>): string {
+  return `${reply.data.room}: ${reply.data.members} here, recovered: ${reply.data.recovered}`;
+}
+
+export function said(reply: ReplyFrame<RequestReplyMap["say"]>): unknown {
+  return reply.data;
 }
 """
 
@@ -172,6 +187,9 @@ MISTAKES = {
     "wrong type": ('{ type: "join", room: "kitchen" }', '{ type: "jion", room: "kitchen" }'),
     "unknown server field": ("${message.count} in", "${message.counts} in"),
     "unknown error code": ('"not_in_room"', '"not_in_a_room"'),
+    "wrong field of a typed reply": ("${reply.data.members} here", "${reply.data.member} here"),
+    "a field of an untyped reply": ("return reply.data;", "return reply.data.room;"),
+    "a room field where the room adds none": ("${message.count} in ${message.room}", "${message.count} in ${message.offset}"),
 }
 
 
