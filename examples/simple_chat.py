@@ -113,10 +113,7 @@ class ChatLine(BaseModel):
 
 
 class Joined(BaseModel):
-    """Someone joined the room; ``members`` counts its connections across every server.
-
-    Sent to a room: aiows adds ``room``, ``offset`` and ``epoch`` (the room keeps a history).
-    """
+    """Someone joined the room; ``members`` counts its connections across every server."""
 
     type: Literal["joined"] = "joined"
     name: str
@@ -124,7 +121,7 @@ class Joined(BaseModel):
 
 
 class Said(BaseModel):
-    """What someone said in the room (aiows adds ``room``, ``offset`` and ``epoch``)."""
+    """What someone said in the room."""
 
     type: Literal["said"] = "said"
     name: str
@@ -133,7 +130,7 @@ class Said(BaseModel):
 
 
 class Left(BaseModel):
-    """Someone left the room (aiows adds ``room``, ``offset`` and ``epoch``)."""
+    """Someone left the room."""
 
     type: Literal["left"] = "left"
     name: str

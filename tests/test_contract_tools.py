@@ -245,6 +245,8 @@ def test_the_contract_guides_typescript_block_compiles_against_its_app(npm_tools
     command += ["--lib", "es2022,dom", "--module", "esnext", "--moduleResolution", "bundler", "client.ts"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    (tmp_path / "client.ts").write_text(client.replace('type: "say"', 'type: "sya"'))
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "error TS" in result.stdout, result.stdout
+    for good, bad in (('type: "say"', 'type: "sya"'), ("reply.data.count)", "reply.data.cuont)")):  # its comments' claims
+        assert good in client
+        (tmp_path / "client.ts").write_text(client.replace(good, bad))
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and "error TS" in result.stdout, result.stdout
