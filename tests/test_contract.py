@@ -468,6 +468,29 @@ async def test_without_history_a_rooms_publications_are_documented_as_they_are_s
         assert await ws.receive_json() == {"type": "played", "x": 3}
 
 
+def test_a_model_that_forbids_extra_fields_is_published_with_the_room_fields_merged_in() -> None:
+    class Strict(BaseModel):
+        """Published to the room, strictly."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        type: Literal["strict"] = "strict"
+        x: int
+
+    server = room_server(history_size=10)
+    server.routers[0].emits(Strict, room=True)
+    document = asyncapi_document(server)
+    payload = messages_of(document, "root")["server.strict.room"]["payload"]
+    assert payload["additionalProperties"] is False and payload["title"] == "Strict"
+    assert list(payload["properties"]) == ["type", "x", "room", "offset", "epoch"]
+    assert payload["required"] == ["type", "x", "room", "offset", "epoch"]
+    assert document["components"]["schemas"]["Strict"]["properties"].keys() == {"type", "x"}  # the model, as it is
+    example = messages_of(document, "root")["server.strict.room"]["examples"][0]["payload"]
+    assert example == {"type": "strict", "x": 1, "room": "text", "offset": 1, "epoch": "text"}
+    text = typescript_declarations(document)
+    assert "export type ServerStrictRoom = {\n  type: \"strict\";\n  x: number;\n" in text
+
+
 def test_only_models_are_published_to_rooms() -> None:
     router = Router()
     with pytest.raises(RouterError, match="only models are published to rooms"):

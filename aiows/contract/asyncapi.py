@@ -275,9 +275,9 @@ class _Builder:
                     typed_data = {"properties": {"data": payloads[((message.key, "data"), "serialization")]}}
                     payload = {"allOf": [payload, {**typed_data, "required": ["data"]}]}
                 elif message.room:
-                    payload = {"allOf": [payload, payloads[(InRoom, "serialization")]]}
+                    payload = self.in_room(payload, payloads[(InRoom, "serialization")])
                 entry["payload"] = payload
-                example = self.example(payload, adapters[message.key], data.get(message.key))
+                example = self.example(payload, adapters[message.key], data.get(message.key), message.room)
                 if example is not None:
                     entry["examples"] = [{"name": message.name or "message", "payload": example}]
             if message.description:
@@ -297,6 +297,15 @@ class _Builder:
             return schema
         return {"allOf": [schema, {"properties": {"type": {"const": message.name}}, "required": ["type"]}]}
 
+    def in_room(self, payload: dict[str, Any], in_room: dict[str, Any]) -> dict[str, Any]:
+        """A model's payload with ``InRoom``'s fields added: both schemas, or one when the model forbids extra fields."""
+        target = self.schemas.get(payload.get("$ref", "").rpartition("/")[2], {})
+        if target.get("additionalProperties") is not False:
+            return {"allOf": [payload, in_room]}
+        fields = self.schemas[in_room["$ref"].rpartition("/")[2]]  # "allOf" would refuse them: merged instead
+        properties = {**target["properties"], **fields["properties"]}
+        return {**target, "properties": properties, "required": [*target.get("required", []), *fields["required"]]}
+
     def require_type(self, schema: dict[str, Any], name: str) -> bool:
         """Make the ``type`` of the model ``schema`` points to required, if it is the constant ``name``."""
         target = self.schemas.get(schema.get("$ref", "").rpartition("/")[2])
@@ -306,14 +315,20 @@ class _Builder:
             target["required"].insert(0, "type")
         return True
 
-    def example(self, payload: dict[str, Any], adapter: TypeAdapter[Any], data: TypeAdapter[Any] | None) -> Any:
-        """An example of ``payload`` that the model (and a typed reply's ``data`` type) accepts, or ``None``."""
+    def example(
+        self, payload: dict[str, Any], adapter: TypeAdapter[Any], data: TypeAdapter[Any] | None, room: bool
+    ) -> Any:
+        """An example of ``payload`` that the model (a typed reply's ``data`` type, ``InRoom``) accepts, or ``None``."""
         example = example_of(payload, self.schemas)
+        model = example
         try:
-            adapter.validate_json(orjson.dumps(example))
+            if room:  # the fields aiows adds, then the model's
+                InRoom.model_validate({key: example[key] for key in InRoom.model_fields})
+                model = {key: value for key, value in example.items() if key not in InRoom.model_fields}
+            adapter.validate_json(orjson.dumps(model))
             if data is not None:
                 data.validate_json(orjson.dumps(example["data"]))
-        except (ValidationError, TypeError):
+        except (ValidationError, TypeError, KeyError):
             return None
         return example
 
