@@ -13,6 +13,7 @@ from setuptools import setup
 #: Modules compiled by mypyc: everything a message touches between recv() and the handler.
 COMPILED_MODULES = [
     "aiows/websocket.py",
+    "aiows/codecs.py",
     "aiows/router.py",
     "aiows/chain.py",
     "aiows/dispatch.py",

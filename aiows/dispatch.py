@@ -30,9 +30,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
-import orjson
-
 from .chain import ConnectStep, DisconnectStep, MessageStep
+from .codecs import JSON, Codec
 from .exceptions import AiowsException, MessageValidationError
 from .router import REPLY
 from .proxies import TrustedProxies
@@ -47,9 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "RouteTable", "Session", "disconnect_reason", "send_error"]
 
 logger = logging.getLogger("aiows")
-
-#: ``orjson.loads``, bound once: compiled code would look the module attribute up on every message.
-_loads: Final = orjson.loads
 
 #: Close reason sent to every connection when the server shuts down (code 1001).
 SHUTDOWN_REASON: Final = "server shutting down"
@@ -103,8 +99,8 @@ def take_reply(websocket: WebSocket, raw: bytes) -> bool:
     if pending is None:
         return False
     try:
-        data = _loads(raw)
-    except orjson.JSONDecodeError:
+        data = websocket.codec.decode(raw)
+    except ValueError:
         return False
     if type(data) is not dict or data.get("type") != REPLY:
         return False
@@ -168,16 +164,19 @@ class RouteTable:
         return True
 
     async def handle(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
-        """Dispatch one message; every failure becomes one error frame."""
+        """Dispatch one message, decoded by the connection's codec; every failure becomes one error frame."""
+        codec = websocket.codec
         try:
-            data = _loads(raw)
-        except orjson.JSONDecodeError:
+            if text and not codec.text:
+                raw.decode()  # a text frame for a binary codec: its UTF-8 is checked here
+            data = codec.decode(raw)
+        except ValueError:
             sending = self.undecodable(websocket, text, raw)
             if sending is not None:
                 await sending
             return
         if type(data) is not dict:
-            await self.error(websocket, "invalid_message", "message must be a JSON object")
+            await self.not_object(websocket)
             return
         if REF in data:  # a request: answered with its ref, whatever happens (the only cost for other messages)
             await self.handle_request(websocket, data, len(raw))
@@ -217,12 +216,17 @@ class RouteTable:
         return send_error(websocket, code, message, errors, ref)
 
     def undecodable(self, websocket: WebSocket, text: bool, raw: bytes) -> Coroutine[Any, Any, None] | None:
-        """A message that is not JSON: an ``invalid_json`` error frame, or ``None`` once text that is not UTF-8
-        failed the connection (1007)."""
+        """A message its codec cannot decode: an ``invalid_json`` (``invalid_msgpack``...) error frame, or
+        ``None`` once text that is not UTF-8 failed the connection (1007)."""
         if text and not valid_utf8(raw):  # orjson checked the UTF-8 of every valid message already
             websocket.link.fail(1007, "invalid UTF-8")
             return None
-        return self.error(websocket, "invalid_json", "message is not valid JSON")
+        codec = websocket.codec
+        return self.error(websocket, codec.invalid_code, "message is not valid " + codec.label)
+
+    def not_object(self, websocket: WebSocket) -> Coroutine[Any, Any, None]:
+        """The ``invalid_message`` error frame for a message that is not an object (a JSON object, a map)."""
+        return self.error(websocket, "invalid_message", "message must be " + websocket.codec.object_name)
 
     def unknown(self, websocket: WebSocket, message_type: str) -> Coroutine[Any, Any, None]:
         """The ``unknown_type`` error frame."""
@@ -289,7 +293,7 @@ class RouteTable:
             return  # nobody to answer
         try:
             reply = websocket.send_json({"type": REPLY, "ref": ref, "data": result})
-        except TypeError as exc:  # the handler returned what JSON cannot hold
+        except TypeError as exc:  # the handler returned what the codec cannot hold
             await self.failed(websocket, exc, message_type, ref)
             return
         await reply
@@ -569,6 +573,7 @@ class Dispatcher:
         trusted_proxies: TrustedProxies | None = None,
         counters: ServerCounters | None = None,
         transport: str = "websockets",
+        codecs: tuple[Codec, ...] = (JSON,),
     ) -> None:
         self.tables = tables
         self.default = default
@@ -581,6 +586,9 @@ class Dispatcher:
         self.counters = ServerCounters() if counters is None else counters
         #: The front-end's name (``ServerOptions.transport``), for the counters.
         self.transport = transport
+        #: The codec of a connection that negotiated none (the first offered), and each one's by subprotocol.
+        self.codec = codecs[0]
+        self.codecs = {codec.subprotocol: codec for codec in codecs}
         self.connections: set[WebSocket] = set()
         self.sessions: set[Session] = set()
         self.server: WebSocketServer | None = None
@@ -614,7 +622,9 @@ class Dispatcher:
         ip = peer_ip(link.remote_address)
         if self.trusted_proxies is not None:
             ip = self.trusted_proxies.client_ip(ip, request.headers)
-        websocket = WebSocket(link, ip, self.send_timeout, self.close_timeout, self.server)
+        subprotocol = link.subprotocol
+        codec = self.codec if subprotocol is None else self.codecs.get(subprotocol, self.codec)
+        websocket = WebSocket(link, ip, self.send_timeout, self.close_timeout, self.server, codec)
         loop = asyncio.get_running_loop()
         session = Session(self, table, websocket, link, loop, label)
         self.counters.connection_opened(label, self.transport)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-import orjson
-
 from .dispatch import REF, RouteTable
 from .router import REPLY
 from .websocket import WebSocket
@@ -43,9 +41,8 @@ INVALID: Final = "_invalid"
 #: The type label of a frame handled by a raw handler.
 RAW: Final = "_raw"
 
-#: ``time.perf_counter_ns`` and ``orjson.loads``, bound once (compiled code would look them up on every message).
+#: ``time.perf_counter_ns``, bound once (compiled code would look it up on every message).
 _clock: Final = time.perf_counter_ns
-_loads: Final = orjson.loads
 
 
 class TypeMeter:
@@ -110,9 +107,12 @@ class MeteredRouteTable(RouteTable):
 
     async def handle(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
         """``RouteTable.handle``, counted and timed."""
+        codec = websocket.codec
         try:
-            data = _loads(raw)
-        except orjson.JSONDecodeError:
+            if text and not codec.text:
+                raw.decode()
+            data = codec.decode(raw)
+        except ValueError:
             self.invalid.messages += 1
             sending = self.undecodable(websocket, text, raw)
             if sending is not None:
@@ -120,7 +120,7 @@ class MeteredRouteTable(RouteTable):
             return
         if type(data) is not dict:
             self.invalid.messages += 1
-            await self.error(websocket, "invalid_message", "message must be a JSON object")
+            await self.not_object(websocket)
             return
         if REF in data:
             await self.handle_metered_request(websocket, data, len(raw))

@@ -8,9 +8,11 @@ defaults of their own. ``WebSocketServer``'s docstring documents each.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
+from .codecs import Codec, codec_named
 from .transports import FRONT_ENDS
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "LOOPS", "OptionError", "ServerOptions"]
@@ -67,8 +69,10 @@ class ServerOptions:
     transport: str = "websockets"
     loop: str = "auto"
     client_script_path: str | None = "/aiows.js"
+    codecs: tuple[str | Codec, ...] = ("json",)
 
     def __post_init__(self) -> None:
+        self.offered_codecs  # noqa: B018 (checked now, kept for the server)
         if self.compression not in (None, "deflate"):
             raise OptionError("compression", f'compression must be None or "deflate", not {self.compression!r}')
         if self.transport not in FRONT_ENDS:
@@ -114,6 +118,30 @@ class ServerOptions:
                 raise OptionError(name, f"{name} must start with '/' (or be None), not {path!r}")
         if self.metrics_path is not None and self.metrics_path == self.health_path:
             raise OptionError("metrics_path", f"metrics_path and health_path are both {self.metrics_path!r}")
+
+    @functools.cached_property
+    def offered_codecs(self) -> tuple[Codec, ...]:
+        """The codecs offered, in order (the first is the one a client gets that negotiates none).
+
+        Raises:
+            OptionError: an unknown name, none at all, two with one subprotocol, or a codec whose library
+                is not installed.
+        """
+        if not self.codecs:
+            raise OptionError("codecs", 'codecs must name at least one codec, such as ("json",)')
+        codecs: list[Codec] = []
+        for item in self.codecs:
+            if isinstance(item, Codec):
+                codecs.append(item)
+                continue
+            try:
+                codecs.append(codec_named(item))
+            except (ValueError, ImportError) as exc:
+                raise OptionError("codecs", str(exc)) from None
+        subprotocols = [codec.subprotocol for codec in codecs]
+        if len(set(subprotocols)) != len(subprotocols):
+            raise OptionError("codecs", f"two codecs share a subprotocol: {subprotocols}")
+        return tuple(codecs)
 
     def replace(self, **changes: object) -> ServerOptions:
         """A copy with ``changes`` applied (checked again)."""

@@ -15,6 +15,7 @@ from .admission import ServerGate
 from .broadcast.base import BroadcastBackend
 from .broadcast.hub import BroadcastStats, Hub, OverflowPolicy
 from .broadcast.memory import MemoryBackend
+from .codecs import Codec
 from .chain import MessageStep, compose_connect, compose_disconnect, compose_message, count_routers
 from .dispatch import Dispatcher, RouteTable
 from .exceptions import MiddlewareError, RouterError
@@ -111,6 +112,10 @@ class WebSocketServer:
         transport: ``"websockets"`` or ``"picows"`` (``pip install "aiows[fast]"``).
         loop: the event loop of ``run()``: ``"auto"`` (uvloop when installed),
             ``"asyncio"`` or ``"uvloop"``.
+        codecs: the wire formats offered, by name (``"json"``, ``"msgpack"``:
+            ``pip install "aiows[msgpack]"``) or as ``aiows.codecs.Codec``
+            objects. A client picks one with the WebSocket subprotocol
+            ``aiows.<name>``; one that offers none of them gets the first.
 
     Raises:
         aiows.options.OptionError: an option is out of range or not one of its
@@ -150,6 +155,7 @@ class WebSocketServer:
         transport: str = "websockets",
         loop: str = "auto",
         client_script_path: str | None = "/aiows.js",
+        codecs: Sequence[str | Codec] = ("json",),
     ) -> None:
         #: Every option, checked (``aiows.options.ServerOptions``).
         self.options = ServerOptions(
@@ -182,6 +188,7 @@ class WebSocketServer:
             transport=transport,
             loop=loop,
             client_script_path=client_script_path,
+            codecs=tuple(codecs),
         )
         self.middlewares: list[BaseMiddleware] = []
         self.mounts: list[tuple[Router, str | None]] = []
@@ -383,6 +390,7 @@ class WebSocketServer:
             trusted_proxies=proxies if proxies.networks else None,
             counters=self.counters,
             transport=options.transport if transport is None else transport,
+            codecs=options.offered_codecs,
         )
 
     def _serving_started(self) -> None:

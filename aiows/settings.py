@@ -103,6 +103,8 @@ class AiowsSettings(BaseSettings):
     outgoing_overflow: Literal["close", "drop_oldest"] = _DEFAULTS.outgoing_overflow
     transport: Literal["websockets", "picows"] = "websockets"
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    #: Codec names (``AIOWS_CODECS=json,msgpack``); ``Codec`` objects are given to ``WebSocketServer`` itself.
+    codecs: tuple[str, ...] = ("json",)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -118,7 +120,7 @@ class AiowsSettings(BaseSettings):
             return None
         return value
 
-    @field_validator("origins", "trusted_proxies", mode="before")
+    @field_validator("origins", "trusted_proxies", "codecs", mode="before")
     @classmethod
     def _list(cls, value: Any) -> Any:
         """``a,b`` or ``["a", "b"]``."""

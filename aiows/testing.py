@@ -25,10 +25,11 @@ import threading
 from types import TracebackType
 from typing import Any
 
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
+from .codecs import JSON, Codec, codec_named
 from .server import RunningServer, WebSocketServer
 
 __all__ = ["TestClient", "TestConnection"]
@@ -75,12 +76,25 @@ class TestClient:
         """The ``ws://`` (with TLS ``wss://``) URL of ``path`` on the test server."""
         return f"{'ws' if self.ssl is None else 'wss'}://{self.host}:{self.port}{path}"
 
-    def connect(self, path: str = "/", headers: dict[str, str] | None = None, **kwargs: Any) -> TestConnection:
+    def connect(
+        self,
+        path: str = "/",
+        headers: dict[str, str] | None = None,
+        *,
+        codec: str | Codec | None = None,
+        **kwargs: Any,
+    ) -> TestConnection:
         """A client connection to ``path`` (with the query string), for ``async with``.
 
-        Other keyword arguments go to ``websockets.asyncio.client.connect``.
+        ``codec`` (``"msgpack"``, ``"json"`` or a ``Codec``) is offered as the
+        subprotocol ``aiows.<name>``; ``send_json`` and ``receive_json`` then
+        speak what the server agreed to (``ws.codec``). Other keyword
+        arguments go to ``websockets.asyncio.client.connect``.
         """
-        return TestConnection(self.url(path), headers, kwargs)
+        if codec is not None:
+            offered = codec if isinstance(codec, Codec) else codec_named(codec)
+            kwargs["subprotocols"] = [Subprotocol(offered.subprotocol)]
+        return TestConnection(self.url(path), headers, kwargs, self.app.options.offered_codecs)
 
     async def __aenter__(self) -> TestClient:
         self._running = self.app.serve(self.host, 0, ssl=self.ssl)
@@ -157,10 +171,19 @@ class TestConnection:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, url: str, headers: dict[str, str] | None, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str] | None,
+        options: dict[str, Any],
+        codecs: tuple[Codec, ...] = (JSON,),
+    ) -> None:
         self.url = url
         self.headers = headers
         self.options = options
+        self.codecs = codecs
+        #: The codec the server agreed to (its first one when the handshake agreed on no subprotocol).
+        self.codec: Codec = codecs[0]
         self._ws: ClientConnection | None = None
 
     @property
@@ -172,6 +195,8 @@ class TestConnection:
 
     async def __aenter__(self) -> TestConnection:
         self._ws = await connect(self.url, additional_headers=self.headers, **self.options)
+        chosen = self._ws.subprotocol
+        self.codec = next((codec for codec in self.codecs if codec.subprotocol == chosen), self.codecs[0])
         return self
 
     async def __aexit__(
@@ -183,8 +208,9 @@ class TestConnection:
         await self.ws.close()
 
     async def send_json(self, data: Any) -> None:
-        """Send ``data`` as a JSON text frame."""
-        await self.ws.send(orjson.dumps(data).decode())
+        """Send ``data`` in the connection's codec: a JSON text frame, a MessagePack binary frame..."""
+        payload = self.codec.encode(data)
+        await self.ws.send(payload.decode() if self.codec.text else payload)
 
     async def send_text(self, text: str) -> None:
         """Send a text frame as is."""
@@ -199,8 +225,9 @@ class TestConnection:
         return await asyncio.wait_for(self.ws.recv(), timeout)
 
     async def receive_json(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """The next frame, decoded from JSON."""
-        return orjson.loads(await self.receive(timeout))
+        """The next frame, decoded by the connection's codec (JSON unless another was agreed)."""
+        frame = await self.receive(timeout)
+        return self.codec.decode(frame.encode() if isinstance(frame, str) else frame)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection from the client side."""

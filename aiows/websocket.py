@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from pydantic import BaseModel
 
+from .codecs import JSON, Codec
 from .exceptions import ConnectionError, InvalidJSONError
 from .pending import DEFAULT_MAX_PENDING_REQUESTS, PendingRequests
 from .sending import send_frame
@@ -20,20 +21,13 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip", "take_deferred"]
 
 
-#: ``orjson.dumps`` and ``loads``, bound once: compiled code would look the module attribute up on every message.
-_dumps: Final = orjson.dumps
+#: ``orjson.loads``, bound once: compiled code would look the module attribute up on every message.
 _loads: Final = orjson.loads
-
-
-def _encode_default(value: object) -> object:
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def encode_json(data: object) -> bytes:
     """Encode ``data`` with orjson; pydantic models are dumped first."""
-    return _dumps(data, default=_encode_default)
+    return JSON.encode(data)
 
 
 def decode_json(raw: bytes | str) -> Any:
@@ -61,9 +55,12 @@ class WebSocket:
         send_timeout: float | None = None,
         close_timeout: float | None = 10.0,
         server: WebSocketServer | None = None,
+        codec: Codec = JSON,
     ) -> None:
         #: The connection as aiows' transport layer carries it (``aiows.transports.base.Link``).
         self.link = link
+        #: The wire format of this connection's messages (``aiows.codecs``), negotiated by subprotocol.
+        self.codec = codec
         self.context: dict[str, Any] = {}
         self.message_size = 0
         self.connect_passes = 0
@@ -169,15 +166,18 @@ class WebSocket:
         return self.link.close_reason
 
     def send_json(self, data: object) -> Coroutine[Any, Any, None]:
-        """Send ``data`` as one JSON text frame (dicts, lists, models, datetimes...).
+        """Send ``data`` as one message (dicts, lists, models, datetimes...) in the connection's codec.
 
+        A JSON text frame by default; a binary MessagePack frame on a
+        connection that negotiated ``aiows.msgpack`` (see ``aiows.codecs``).
         Use it as ``await websocket.send_json(data)``: ``data`` is encoded by the
-        call (a ``TypeError`` for what JSON cannot hold), the frame is sent by the
+        call (a ``TypeError`` for what the codec cannot hold), the frame is sent by the
         await. It waits while the client is slow to read (with the server's
         ``send_timeout``, the connection is closed with 1013 once that expires)
         and raises ``aiows.exceptions.ConnectionError`` if the connection is closed.
         """
-        return send_frame(self, encode_json(data), True)
+        codec = self.codec
+        return send_frame(self, codec.encode(data), codec.text)
 
     def send_text(self, text: str) -> Coroutine[Any, Any, None]:
         """Send one text frame as is: ``await websocket.send_text(text)``."""
@@ -206,13 +206,15 @@ class WebSocket:
         return pending.request(self, payload, timeout)
 
     def send_message(self, message: BaseModel) -> Coroutine[Any, Any, None]:
-        """Send a pydantic model (a ``BaseMessage``) as one JSON frame: ``await websocket.send_message(m)``."""
-        return send_frame(self, encode_json(message), True)
+        """Send a pydantic model (a ``BaseMessage``) as one message in the connection's codec (as ``send_json``):
+        ``await websocket.send_message(m)``."""
+        codec = self.codec
+        return send_frame(self, codec.encode(message), codec.text)
 
     async def receive_json(self) -> Any:
-        """Wait for the client's next frame and return it decoded.
+        """Wait for the client's next frame and return it decoded (by the connection's codec).
 
-        Raises ``InvalidJSONError`` for a frame that is not JSON and
+        Raises ``InvalidJSONError`` for a frame the codec cannot decode and
         ``aiows.exceptions.ConnectionError`` once the connection is closed.
         A reply to one of the server's ``request()`` calls goes to that call,
         not here.
@@ -230,16 +232,20 @@ class WebSocket:
                 finally:
                     self.receiving = False
             self.message_size = len(raw)
+            codec = self.codec
             try:
-                data = _loads(raw)
-            except orjson.JSONDecodeError as exc:
+                if text and not codec.text:
+                    raw.decode()
+                data = codec.decode(raw)
+            except ValueError as exc:
                 if text:
                     try:
                         raw.decode()
                     except UnicodeDecodeError:
                         link.fail(1007, "invalid UTF-8")
                         raise ConnectionError("connection closed: invalid UTF-8", 1007) from None
-                raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
+                detail = exc.msg if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+                raise InvalidJSONError(f"invalid {codec.label}: {detail}") from None
             pending = self._pending
             if (
                 pending is not None

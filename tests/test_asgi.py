@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ormsgpack
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from processes import free_port, wait_for_port
 
@@ -164,6 +166,7 @@ async def exchange(served: Served) -> None:
     assert await receive(bob) == said
     await bob.close()
     await delivery(served, ann, said["epoch"])
+    await messagepack(served, ann)
     await ann.close()
 
     forged = await connect(served.url("/chat?token=mallory"), open_timeout=10)
@@ -209,6 +212,30 @@ async def delivery(served: Served, ann: ClientConnection, epoch: str) -> None:
     assert [(frame["text"], frame["offset"], frame["epoch"]) for frame in missed] == [("m2", 2, epoch), ("m3", 3, epoch)]
     assert await receive(bob) == {"type": "reply", "ref": 4, "data": {"recovered": True, "position": {"epoch": epoch, "offset": 3}}}
     await bob.close()
+
+
+async def messagepack(served: Served, ann: ClientConnection) -> None:
+    """A client that offers ``aiows.msgpack`` gets binary MessagePack frames both ways; ``ann`` (JSON) is in ``lobby``."""
+    pat = await connect(served.url(f"/chat?token=pat{SECRET}"), subprotocols=[Subprotocol("aiows.msgpack")], open_timeout=10)
+    assert pat.subprotocol == "aiows.msgpack"
+
+    async def unpacked() -> Any:
+        frame = await asyncio.wait_for(pat.recv(), 10)
+        assert isinstance(frame, bytes)
+        return ormsgpack.unpackb(frame)
+
+    assert await unpacked() == {"type": "welcome", "user_id": "pat", "path": "/chat"}
+    await pat.send(ormsgpack.packb({"type": "add", "a": 1, "b": 2, "ref": 1}))
+    assert await unpacked() == {"type": "reply", "ref": 1, "data": {"sum": 3}}
+    await pat.send(b"\xc1")
+    assert (await unpacked())["code"] == "invalid_msgpack"
+    await pat.send(ormsgpack.packb({"type": "join", "room": "lobby"}))
+    assert (await unpacked())["type"] == "joined"
+    await ann.send(json.dumps({"type": "say", "room": "lobby", "text": "to both"}))
+    said = await unpacked()
+    assert (said["text"], said["room"]) == ("to both", "lobby")
+    assert await receive(ann) == said  # the same publication, in JSON
+    await pat.close()
 
 
 def test_mounted_app_serves_chat_http_auth_rooms_and_closes_with_1001_on_sigterm(served: Served) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from ..codecs import JSON, transcoded
 from ..websocket import encode_json
 from .base import History
 
@@ -340,8 +341,10 @@ class RoomLog:
             assert history is not None
             epoch_json = orjson.dumps(epoch)
             link = websocket.link
+            codec = websocket.codec
             for entry_offset, payload in history.entries:
-                link.write(numbered(payload, self.room_json, entry_offset, epoch_json), True)
+                publication = numbered(payload, self.room_json, entry_offset, epoch_json)
+                link.write(publication if codec is JSON else transcoded(codec, publication), codec.text)
                 last = entry_offset
             self.hub.stats.recovered += len(history.entries)
             if self.epoch == epoch and self.delivered < last:

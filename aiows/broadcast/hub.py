@@ -1,7 +1,8 @@
 """The server side of rooms and broadcast: room index, fan-out, outgoing queues.
 
 One ``Hub`` belongs to each ``WebSocketServer`` (``server.hub``). A broadcast is
-encoded and framed once, then written, in the broadcast call itself, to each
+encoded and framed once per codec in use among its recipients (JSON, which
+the backend carries, then each other codec from it), then written, in the broadcast call itself, to each
 local recipient whose socket can take it (the same corked write path as a
 reply); a recipient that is slow to read gets it on its bounded outgoing
 queue instead (an ``Outbox``, drained by one task that exists only while
@@ -24,8 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..codecs import JSON, Codec, transcoded
 from ..transports.base import OPEN
-from ..transports.core import text_frame
+from ..transports.core import binary_frame, text_frame
 from ..websocket import WebSocket, encode_json
 from .base import BroadcastBackend, Position, user_key, user_order
 from .history import RoomLog, history_payload
@@ -51,7 +53,8 @@ class BroadcastStats:
 
     #: ``server.broadcast()`` calls.
     broadcasts: int = 0
-    #: JSON encodings done for them (one per broadcast, whatever the number of recipients).
+    #: Encodings done for them: one per broadcast, whatever the number of recipients, plus one per other codec
+    #: (MessagePack...) in use among its local recipients.
     encodes: int = 0
     #: Messages sent to or queued for local connections (from local broadcasts and other servers').
     queued: int = 0
@@ -77,12 +80,12 @@ class Outbox:
     def __init__(self, hub: Hub, websocket: WebSocket) -> None:
         self.hub = hub
         self.websocket = websocket
-        self.queue: deque[tuple[bytes, bytes]] = deque()
+        self.queue: deque[tuple[bytes, bytes, bool]] = deque()
         self.task: asyncio.Task[None] | None = None
         self.closing = False
         self.warned = False
 
-    def put(self, frame: bytes, payload: bytes) -> bool:
+    def put(self, frame: bytes, payload: bytes, text: bool) -> bool:
         """Queue one message (``frame`` framed in advance); ``False`` if the connection is closed or closing."""
         link = self.websocket.link
         if self.closing or link.state != OPEN:
@@ -102,7 +105,7 @@ class Outbox:
                     self.websocket.client_ip,
                     hub.queue_size,
                 )
-        queue.append((frame, payload))
+        queue.append((frame, payload, text))
         hub.stats.queued += 1
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.run())
@@ -136,8 +139,8 @@ class Outbox:
                     break
                 link.cork()  # what piled up goes out in one socket write
                 while queue and not link.paused:
-                    frame, payload = queue.popleft()
-                    link.write_frame(frame, payload)
+                    frame, payload, text = queue.popleft()
+                    link.write_frame(frame, payload, text)
                     stats.delivered += 1
                 link.uncork()
         finally:
@@ -379,19 +382,24 @@ class Hub:
             log.publish(position.offset, position.epoch, payload, None)
 
     def send_one(self, websocket: WebSocket, payload: bytes) -> None:
-        """Send one JSON text frame to ``websocket`` as a broadcast goes: written now, or queued if it is slow."""
+        """Send one JSON message to ``websocket`` (in its codec) as a broadcast goes: written now, or queued if it
+        is slow."""
+        codec = websocket.codec
+        text = codec.text
+        if codec is not JSON:
+            payload = transcoded(codec, payload)
         outbox = self.outboxes.get(websocket)
         if outbox is None:
             link = websocket.link
             if link.state != OPEN:
                 return
             if not link.paused:
-                link.write(payload, True)
+                link.write(payload, text)
                 self.stats.queued += 1
                 self.stats.delivered += 1
                 return
             outbox = self.outboxes[websocket] = Outbox(self, websocket)
-        outbox.put(text_frame(payload), payload)
+        outbox.put(text_frame(payload) if text else binary_frame(payload), payload, text)
 
     def overflowed(self, websocket: WebSocket) -> None:
         """``websocket`` cannot keep up with its broadcasts: close it (1013) or, under drop_oldest, go on."""
@@ -418,23 +426,38 @@ class Hub:
             if not members:
                 return 0
             targets = members
-        frame = text_frame(payload)
+        json_frame = text_frame(payload)
+        #: The message in each other codec among the recipients (framed), made for the first that uses it.
+        others: dict[Codec, tuple[bytes, bytes]] | None = None
         outboxes = self.outboxes
         sent = written = 0
         for websocket in list(targets):
             if exclude is not None and websocket in exclude:
                 continue
+            codec = websocket.codec
+            if codec is JSON:
+                frame = json_frame
+                data = payload
+            else:
+                if others is None:
+                    others = {}
+                encoded = others.get(codec)
+                if encoded is None:
+                    data = transcoded(codec, payload)
+                    encoded = others[codec] = (text_frame(data) if codec.text else binary_frame(data), data)
+                    self.stats.encodes += 1
+                frame, data = encoded
             outbox = outboxes.get(websocket)
             if outbox is None:
                 link = websocket.link
                 if link.state != OPEN:
                     continue
                 if not link.paused:
-                    link.write_frame(frame, payload)
+                    link.write_frame(frame, data, codec.text)
                     written += 1
                     continue
                 outbox = outboxes[websocket] = Outbox(self, websocket)
-            if outbox.put(frame, payload):
+            if outbox.put(frame, data, codec.text):
                 sent += 1
         stats = self.stats
         stats.queued += written

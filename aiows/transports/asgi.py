@@ -47,6 +47,7 @@ from ..exceptions import ConnectionError
 from ..options import ServerOptions
 from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Link, Receiver, Reply
 from .core import LinkMeter, valid_close_code
+from .negotiation import choose_subprotocol
 
 __all__ = [
     "ASGILink",
@@ -180,12 +181,15 @@ async def serve_websocket(
         if reply is not None:
             await refuse(scope, send, reply)
             return
-        await send({"type": "websocket.accept"})
+        offered = [codec.subprotocol for codec in options.offered_codecs]
+        subprotocol = choose_subprotocol(scope.get("subprotocols") or (), offered)
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
         link = (
             ASGILink(send, options, request, peer)
             if meter is None
             else MeteredASGILink(send, options, request, peer, meter)
         )
+        link.subprotocol = subprotocol
         link.task = asyncio.current_task()
         link.state = OPEN
         gate.opened(link, key)
@@ -207,6 +211,7 @@ class ASGILink(Link):
         self.loop = asyncio.get_running_loop()
         self.task: asyncio.Task[Any] | None = None
         self.receiver: Receiver | None = None
+        self.subprotocol: str | None = None
         self.state = CONNECTING
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -367,8 +372,8 @@ class ASGILink(Link):
             self._push({"type": "websocket.send", "bytes": payload}, len(payload))
         return True
 
-    def write_frame(self, frame: bytes, payload: bytes) -> bool:
-        return self.write(payload, True)  # the ASGI server frames it
+    def write_frame(self, frame: bytes, payload: bytes, text: bool) -> bool:
+        return self.write(payload, text)  # the ASGI server frames it
 
     def flush(self) -> None:
         pass  # every message is sent as it is written

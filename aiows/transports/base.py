@@ -99,6 +99,8 @@ class Link:
     request: HandshakeRequest
     remote_address: Any
     receiver: Receiver | None
+    #: The subprotocol the handshake agreed on (``"aiows.msgpack"``...), ``None`` for none.
+    subprotocol: str | None
 
     def take(self) -> tuple[bool, bytes] | None:
         """The next queued message as ``(is_text, payload)``, or ``None``; text is not yet UTF-8 checked."""
@@ -116,8 +118,8 @@ class Link:
         """Send ``payload`` as one frame (held while corked); ``False`` if the connection is not open."""
         raise NotImplementedError
 
-    def write_frame(self, frame: bytes, payload: bytes) -> bool:
-        """Send a text frame framed in advance (``frame``) for ``payload``: broadcasts frame once for all."""
+    def write_frame(self, frame: bytes, payload: bytes, text: bool) -> bool:
+        """Send a frame framed in advance (``frame``) for ``payload`` (text or binary): broadcasts frame once."""
         raise NotImplementedError
 
     def flush(self) -> None:

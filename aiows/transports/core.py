@@ -29,10 +29,12 @@ from typing import Any, Final, Protocol
 
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.typing import Subprotocol
 
 from ..exceptions import ConnectionError
 from ..options import ServerOptions
 from .base import CLOSED, CLOSING, CONNECTING, OPEN, Gate, HandshakeRequest, Link, Receiver
+from .negotiation import subprotocol_selector
 
 __all__ = [
     "Front",
@@ -187,6 +189,10 @@ class Front:
         self.max_size = options.max_message_size
         self.compression = options.compression
         self.open_timeout = options.open_timeout
+        #: The subprotocols of the codecs offered (``"aiows.json"``...), in the server's order.
+        self.subprotocols = [Subprotocol(codec.subprotocol) for codec in options.offered_codecs]
+        #: ``ServerProtocol``'s ``select_subprotocol`` hook: the client's first offer among them.
+        self.select_subprotocol = subprotocol_selector(self.subprotocols)
         interval = options.ping_interval
         self.keepalive = Keepalive(interval, options.ping_timeout) if interval is not None else None
         #: Connections whose handshake has not completed (aborted when the server stops).
@@ -212,13 +218,25 @@ class Front:
             connection.abort()
 
     def new_link(
-        self, transport: Any, wire: Wire, request: HandshakeRequest, remote_address: Any, compressed: bool
+        self,
+        transport: Any,
+        wire: Wire,
+        request: HandshakeRequest,
+        remote_address: Any,
+        compressed: bool,
+        subprotocol: str | None = None,
     ) -> SocketLink:
         """The link of a connection whose handshake completed (not yet ``opened()``)."""
         meter = self.meter
-        if meter is None:
-            return SocketLink(transport, wire, self.limits, request, remote_address, compressed, self.keepalive)
-        return MeteredSocketLink(transport, wire, self.limits, request, remote_address, compressed, self.keepalive, meter)
+        link = (
+            SocketLink(transport, wire, self.limits, request, remote_address, compressed, self.keepalive)
+            if meter is None
+            else MeteredSocketLink(
+                transport, wire, self.limits, request, remote_address, compressed, self.keepalive, meter
+            )
+        )
+        link.subprotocol = subprotocol
+        return link
 
 
 class SocketLink(Link):
@@ -243,6 +261,7 @@ class SocketLink(Link):
         self.compressed = compressed
         self.loop = asyncio.get_running_loop()
         self.receiver: Receiver | None = None
+        self.subprotocol: str | None = None
         self.state = CONNECTING
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -480,10 +499,10 @@ class SocketLink(Link):
             self._out(binary_frame(payload))
         return True
 
-    def write_frame(self, frame: bytes, payload: bytes) -> bool:
+    def write_frame(self, frame: bytes, payload: bytes, text: bool) -> bool:
         if self.state != OPEN:
             return False
-        self._out(self.wire.encode(payload, True) if self.compressed else frame)
+        self._out(self.wire.encode(payload, text) if self.compressed else frame)
         return True
 
     def _out(self, data: bytes) -> None:
@@ -629,8 +648,8 @@ class MeteredSocketLink(SocketLink):
             return True
         return False
 
-    def write_frame(self, frame: bytes, payload: bytes) -> bool:
-        if SocketLink.write_frame(self, frame, payload):
+    def write_frame(self, frame: bytes, payload: bytes, text: bool) -> bool:
+        if SocketLink.write_frame(self, frame, payload, text):
             self.meter.bytes_out += len(payload)
             return True
         return False

@@ -79,13 +79,16 @@ logger = logging.getLogger("aiows")
 class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
     """One connection: picows' frames to its ``SocketLink``; also the link's ``Wire``."""
 
-    __slots__ = ("close_sent", "extension", "front", "link", "request", "transport")
+    __slots__ = ("close_sent", "extension", "front", "link", "request", "subprotocol", "transport")
 
-    def __init__(self, front: Front, request: HandshakeRequest, extension: Extension | None) -> None:
+    def __init__(
+        self, front: Front, request: HandshakeRequest, extension: Extension | None, subprotocol: str | None
+    ) -> None:
         super().__init__()
         self.front = front
         self.request = request
         self.extension = extension
+        self.subprotocol = subprotocol
         self.transport: Any = None
         self.link: SocketLink | None = None
         self.close_sent = False
@@ -94,7 +97,12 @@ class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
         self.transport = transport
         underlying = transport.underlying_transport
         link = self.link = self.front.new_link(
-            underlying, self, self.request, underlying.get_extra_info("peername"), self.extension is not None
+            underlying,
+            self,
+            self.request,
+            underlying.get_extra_info("peername"),
+            self.extension is not None,
+            self.subprotocol,
         )
         link.opened()
         self.front.gate.opened(link, self)
@@ -209,16 +217,28 @@ def _response(reply: Reply) -> Any:
     return response
 
 
-def _negotiate(front: Front, request: WSUpgradeRequest, path: str) -> tuple[Extension | None, dict[str, str]]:
-    """permessage-deflate, negotiated by ``websockets``' own handshake code; the header to send back."""
-    if front.compression is None or "Sec-WebSocket-Extensions" not in request.headers:
-        return None, {}
-    protocol = ServerProtocol(extensions=front.extensions())
-    response = protocol.accept(Request(path, Headers(list(request.headers.items()))))
-    value = response.headers.get("Sec-WebSocket-Extensions")
-    if response.status_code != 101 or value is None or not protocol.extensions:
-        return None, {}
-    return protocol.extensions[0], {"Sec-WebSocket-Extensions": value}
+def _negotiate(
+    front: Front, request: WSUpgradeRequest, path: str
+) -> tuple[Extension | None, str | None, dict[str, str]]:
+    """permessage-deflate and the subprotocol, negotiated by ``websockets``' own handshake code; the headers to
+    send back."""
+    headers = request.headers
+    deflate = front.compression is not None and "Sec-WebSocket-Extensions" in headers
+    if not deflate and "Sec-WebSocket-Protocol" not in headers:
+        return None, None, {}
+    protocol = ServerProtocol(
+        extensions=front.extensions(), subprotocols=front.subprotocols, select_subprotocol=front.select_subprotocol
+    )
+    response = protocol.accept(Request(path, Headers(list(headers.items()))))
+    if response.status_code != 101:
+        return None, None, {}
+    extra: dict[str, str] = {}
+    for name in ("Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"):
+        value = response.headers.get(name)
+        if value is not None:
+            extra[name] = value
+    extension = protocol.extensions[0] if protocol.extensions else None
+    return extension, protocol.subprotocol, extra
 
 
 async def serve(
@@ -234,8 +254,8 @@ async def serve(
         headers: MutableMapping[str, str] = upgrade_request.headers
         request = HandshakeRequest(path, headers)
         upgrade = headers.get("Upgrade", "").lower() == "websocket"
-        extension, extra_headers = _negotiate(front, upgrade_request, path) if upgrade else (None, {})
-        listener = PicowsListener(front, request, extension)
+        extension, subprotocol, extra_headers = _negotiate(front, upgrade_request, path) if upgrade else (None, None, {})
+        listener = PicowsListener(front, request, extension, subprotocol)
         reply = gate.admit(request, upgrade, listener, None)
         if reply is not None:
             gate.release(listener)

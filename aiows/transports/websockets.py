@@ -46,7 +46,13 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
 
     def __init__(self, front: Front) -> None:
         self.front = front
-        self.protocol = ServerProtocol(extensions=front.extensions(), max_size=front.max_size, logger=LOGGER)
+        self.protocol = ServerProtocol(
+            extensions=front.extensions(),
+            subprotocols=front.subprotocols,
+            select_subprotocol=front.select_subprotocol,
+            max_size=front.max_size,
+            logger=LOGGER,
+        )
         self.transport: Any = None
         self.peer: Any = None
         self.link: SocketLink | None = None
@@ -128,7 +134,9 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         if self.open_timer is not None:
             self.open_timer.cancel()
             self.open_timer = None
-        link = self.link = self.front.new_link(self.transport, self, handshake, self.peer, bool(protocol.extensions))
+        link = self.link = self.front.new_link(
+            self.transport, self, handshake, self.peer, bool(protocol.extensions), protocol.subprotocol
+        )
         link.opened()
         self.front.gate.opened(link, self)
         if len(events) > 1:  # frames the client sent right behind its request

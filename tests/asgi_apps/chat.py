@@ -68,7 +68,8 @@ async def on_ask(websocket: WebSocket, message: BaseMessage) -> None:
 
 
 #: Rooms keep their last 100 publications: a client that comes back recovers what it missed.
-server = WebSocketServer(shutdown_grace=5.0, broadcast=MemoryBackend(history_size=100))
+#: Clients that offer the subprotocol aiows.msgpack get MessagePack frames.
+server = WebSocketServer(shutdown_grace=5.0, broadcast=MemoryBackend(history_size=100), codecs=("json", "msgpack"))
 server.add_middleware(AuthMiddleware(SECRET))
 server.include_router(router, path="/chat")
 
