@@ -41,15 +41,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypedDict, TypeVar, overload
 
-import orjson
 from pydantic import BaseModel, TypeAdapter
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
+from .codecs import JSON, Codec, codec_named
 from .exceptions import ConnectionError, RequestError, RequestTimeout
 from .pending import request_fields
-from .websocket import encode_json
 
 __all__ = ["FINAL_CLOSE_CODES", "Client", "Message", "RequestHandler", "RoomPosition", "connect"]
 
@@ -94,6 +94,7 @@ def connect(
     backoff_min: float = 0.5,
     backoff_max: float = 10.0,
     max_queue: int | None = 1024,
+    codec: str | Codec | None = None,
     **options: Any,
 ) -> Client:
     """A client for the aiows server at ``url``; use it as ``async with connect(url) as client:``.
@@ -109,6 +110,9 @@ def connect(
         on_reconnect: ``on_reconnect(client)`` (sync or async) after each reconnection.
         max_queue: frames that may wait for ``async for``; when it is full,
             reading pauses until the app takes one (``None``: no bound).
+        codec: ``"msgpack"`` (or a ``Codec``): offer its subprotocol
+            (``aiows.msgpack``) and speak it when the server agrees, JSON
+            otherwise (``client.codec`` says which).
         options: more keyword arguments for ``websockets.asyncio.client.connect``.
     """
     return Client(
@@ -119,6 +123,7 @@ def connect(
         backoff_min=backoff_min,
         backoff_max=backoff_max,
         max_queue=max_queue,
+        codec=codec,
         options=options,
     )
 
@@ -141,6 +146,7 @@ class Client:
         backoff_min: float = 0.5,
         backoff_max: float = 10.0,
         max_queue: int | None = 1024,
+        codec: str | Codec | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         if not 0 < backoff_min <= backoff_max:
@@ -155,6 +161,12 @@ class Client:
             headers = dict(self.options.pop("additional_headers", None) or {})
             headers["Authorization"] = f"Bearer {token}"
             self.options["additional_headers"] = headers
+        #: The codec offered (``None``: JSON, nothing offered).
+        self.offered = codec_named(codec) if isinstance(codec, str) else codec
+        if self.offered is not None:
+            self.options["subprotocols"] = [Subprotocol(self.offered.subprotocol)]
+        #: The codec of the open connection: the one offered if the server agreed to it, else JSON.
+        self.codec: Codec = JSON
         self.positions: dict[str, RoomPosition] = {}
         self.reconnects = 0
         self.close_code: int | None = None
@@ -183,7 +195,7 @@ class Client:
 
     async def __aenter__(self) -> Client:
         """Connect (a first connection that fails raises, whatever ``reconnect`` says)."""
-        self._connection = await websockets_connect(self.url, **self.options)
+        self._connection = await self._connect()
         self._runner = asyncio.get_running_loop().create_task(self._run())
         return self
 
@@ -241,6 +253,13 @@ class Client:
                 except asyncio.QueueFull:
                     queue.get_nowait()
 
+    async def _connect(self) -> ClientConnection:
+        """Open a connection; ``codec`` is what it agreed to."""
+        connection = await websockets_connect(self.url, **self.options)
+        offered = self.offered
+        self.codec = offered if offered is not None and connection.subprotocol == offered.subprotocol else JSON
+        return connection
+
     async def _reconnect(self) -> bool:
         """Connect again, waiting longer after each failure; ``False`` once the client is closed."""
         attempt = 0
@@ -250,7 +269,7 @@ class Client:
             if self.closed:  # close() was called meanwhile
                 return False
             try:
-                self._connection = await websockets_connect(self.url, **self.options)
+                self._connection = await self._connect()
             except Exception as exc:  # refused, reset, HTTP 503 while the server restarts...
                 logger.debug("reconnecting to %s failed: %r", self.url, exc)
                 attempt += 1
@@ -287,13 +306,14 @@ class Client:
     # -- incoming -------------------------------------------------------------
 
     async def _received(self, raw: str | bytes) -> None:
+        codec = self.codec
         try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            logger.warning("the server sent a frame that is not JSON: ignored")
+            frame = codec.decode(raw.encode() if isinstance(raw, str) else raw)
+        except ValueError:
+            logger.warning("the server sent a frame that is not %s: ignored", codec.label)
             return
         if type(frame) is not dict:
-            logger.warning("the server sent a frame that is not a JSON object: ignored")
+            logger.warning("the server sent a frame that is not %s: ignored", codec.object_name)
             return
         ref = frame.get("ref")
         if ref is not None:
@@ -353,7 +373,7 @@ class Client:
     # -- outgoing -------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
-        """Send a dict or a pydantic model as one JSON text frame.
+        """Send a dict or a pydantic model as one frame in the connection's codec (a JSON text frame by default).
 
         Raises ``aiows.exceptions.ConnectionError`` while not connected (closed,
         or reconnecting).
@@ -361,9 +381,10 @@ class Client:
         connection = self._connection
         if connection is None or not self.connected:
             raise ConnectionError("not connected", self.close_code)
-        payload = encode_json(message if isinstance(message, (dict, BaseModel)) else dict(message))
+        codec = self.codec
+        payload = codec.encode(message if isinstance(message, (dict, BaseModel)) else dict(message))
         try:
-            await connection.send(payload.decode())
+            await connection.send(payload.decode() if codec.text else payload)
         except ConnectionClosed:
             raise ConnectionError("connection closed", connection.close_code) from None
 

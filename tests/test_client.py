@@ -116,6 +116,23 @@ async def test_without_a_handler_server_requests_are_frames() -> None:
             assert await asking == 7
 
 
+async def test_messagepack_when_the_server_agrees_and_json_when_it_does_not() -> None:
+    async with TestClient(make_server(codecs=("json", "msgpack"))) as test:
+        async with aiows.client.connect(test.url(), codec="msgpack") as client:
+            assert client.codec.name == "msgpack"
+            assert await client.__anext__() == {"type": "welcome", "user": None}
+            assert await client.request({"type": "add", "a": 2, "b": 3}) == {"total": 5}
+            with pytest.raises(RequestError) as error:
+                await client.request({"type": "add", "a": "x", "b": 1})
+            assert error.value.code == "validation_error"
+            client.on_request(lambda request: {"amount": 4})
+            assert await client.request({"type": "ask"}) == {"amount": 4}
+    async with TestClient(make_server()) as test:  # JSON only: the client falls back to it
+        async with aiows.client.connect(test.url(), codec="msgpack") as client:
+            assert client.codec.name == "json"
+            assert await client.request({"type": "add", "a": 1, "b": 1}) == {"total": 2}
+
+
 async def test_iteration_positions_and_token() -> None:
     server = make_server()
     server.add_middleware(AuthMiddleware("a-secret-long-enough-for-the-warning-to-stay-quiet!"))

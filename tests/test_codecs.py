@@ -285,3 +285,21 @@ def test_codecs_option_is_checked() -> None:
         "msgpack",
         "json",
     ]
+
+
+def test_the_asyncapi_document_lists_the_codecs() -> None:
+    from aiows.contract import asyncapi_document
+
+    document = asyncapi_document(make_server(codecs=("msgpack", "json")))
+    assert document["defaultContentType"] == "application/msgpack"
+    assert document["x-codecs"] == [
+        {"name": "msgpack", "subprotocol": "aiows.msgpack", "contentType": "application/msgpack"},
+        {"name": "json", "subprotocol": "aiows.json", "contentType": "application/json"},
+    ]
+    assert "application/json in text frames (subprotocol aiows.json)" in document["info"]["description"]
+    (channel,) = document["channels"].values()
+    header = channel["bindings"]["ws"]["headers"]["properties"]["Sec-WebSocket-Protocol"]
+    assert header["enum"] == ["aiows.msgpack", "aiows.json"]
+    error = document["components"]["messages"]["server.error"]
+    codes = error["payload"]["allOf"][1]["properties"]["code"]["enum"]
+    assert {"invalid_json", "invalid_msgpack"} <= set(codes)

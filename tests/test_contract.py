@@ -610,7 +610,7 @@ def test_commands_write_the_document_and_the_declarations(
     document = json.loads(output.read_text())
     assert document["info"] == {
         "title": "Ping", "version": "3.0.0",
-        "description": 'A WebSocket API: JSON text frames, each an object routed by its "type" field.',
+        "description": 'A WebSocket API: messages are objects routed by their "type" field, application/json in text frames (subprotocol aiows.json).',
     }  # fmt: skip
     assert main(["typescript", "pingapp:server", "--app-dir", str(tmp_path)]) == 0
     assert "export type ServerMessage = Pong | ReplyFrame | ServerError;" in capsys.readouterr().out

@@ -24,6 +24,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import JsonSchemaMode
 
+from ..codecs import Codec
 from ..messages import message_type_of
 from .collect import Channel, channels
 from .examples import example_of
@@ -85,6 +86,18 @@ class _Message:
 def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document of ``server``'s routers, as a JSON-ready dict."""
     found = channels(server)
+    codecs = server.options.offered_codecs
+    subprotocol_header = {
+        "type": "object",
+        "properties": {
+            "Sec-WebSocket-Protocol": {
+                "type": "string",
+                "description": "The codec: the client's first offer the server has; none offered: "
+                + codecs[0].subprotocol,
+                "enum": [codec.subprotocol for codec in codecs],
+            }
+        },
+    }
     builder = _Builder()
     document_channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -103,6 +116,7 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
             "address": channel.address,
             "title": channel.address,
             "messages": {key: {"$ref": f"#/components/messages/{message.key}"} for key, message in local.items()},
+            "bindings": {"ws": {"headers": subprotocol_header, "bindingVersion": "0.1.0"}},
         }
         if channel.address == "/" and len(found) > 1:
             document_channels[channel_key]["description"] = "Every path: the routers mounted without a path."
@@ -133,13 +147,24 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
         "info": {
             "title": options.title,
             "version": options.version,
-            "description": 'A WebSocket API: JSON text frames, each an object routed by its "type" field.',
+            "description": 'A WebSocket API: messages are objects routed by their "type" field, '
+            + "; or ".join(_codec_description(codec) for codec in codecs)
+            + ".",
         },
-        "defaultContentType": "application/json",
+        "defaultContentType": codecs[0].content_type,
+        "x-codecs": [
+            {"name": codec.name, "subprotocol": codec.subprotocol, "contentType": codec.content_type}
+            for codec in codecs
+        ],
         "channels": document_channels,
         "operations": operations,
         "components": components,
     }
+
+
+def _codec_description(codec: Codec) -> str:
+    """``application/json in text frames (subprotocol aiows.json)``."""
+    return f"{codec.content_type} in {'text' if codec.text else 'binary'} frames (subprotocol {codec.subprotocol})"
 
 
 def operation_messages(document: dict[str, Any], operation: dict[str, Any]) -> list[str]:

@@ -111,6 +111,7 @@ def _channel(server: WebSocketServer, address: str, roots: list[Router]) -> Chan
         channel.auth = Auth(first_message=any(m.first_message_auth for m in auths))
     if channel.raw is None:
         codes = list(BUILTIN_ERROR_CODES)
+        codes += [codec.invalid_code for codec in server.options.offered_codecs if codec.invalid_code not in codes]
         if any(isinstance(m, RateLimitingMiddleware) and m.on_limit == "error" for m in middlewares):
             codes.append("rate_limited")
         for item in channel.outgoing:

@@ -13,6 +13,12 @@
  *     }
  *   });
  *
+ * MessagePack (a server with codecs=("json", "msgpack")): give a MessagePack library's encode and decode,
+ * such as @msgpack/msgpack's; the client offers the subprotocol and speaks JSON if the server does not agree:
+ *
+ *   const c = aiows.connect("/", {codec: {subprotocol: "aiows.msgpack", encode: MessagePack.encode,
+ *                                         decode: MessagePack.decode}});
+ *
  * request() rejects with aiows.RequestError (the server's error frame: .code, .frame), aiows.RequestTimeout
  * or aiows.ConnectionError (not connected, or the connection dropped before the answer). The client reconnects
  * with exponential backoff and jitter (options.backoffMin / backoffMax, in ms), except after a close the server
@@ -66,6 +72,7 @@
       this.reconnect = options.reconnect !== false;
       this.backoffMin = options.backoffMin || 500;
       this.backoffMax = options.backoffMax || 10000;
+      this.codec = options.codec || null; // {subprotocol, encode(object) -> bytes, decode(bytes) -> object}
       this.positions = {}; // room -> {epoch, offset}: the last numbered publication seen
       this.reconnects = 0;
       this.closeCode = null;
@@ -89,7 +96,8 @@
     }
 
     _open() {
-      const ws = new root.WebSocket(this.url);
+      const ws = this.codec ? new root.WebSocket(this.url, [this.codec.subprotocol]) : new root.WebSocket(this.url);
+      ws.binaryType = "arraybuffer";
       this._ws = ws;
       ws.onopen = () => {
         const again = this._opened;
@@ -139,10 +147,15 @@
       }
     }
 
+    _encoded(frame) {
+      const codec = this.codec;
+      return codec && this._ws.protocol === codec.subprotocol ? codec.encode(frame) : JSON.stringify(frame);
+    }
+
     _received(data) {
       let frame;
       try {
-        frame = JSON.parse(data);
+        frame = typeof data === "string" ? JSON.parse(data) : this.codec.decode(new Uint8Array(data));
       } catch (error) {
         return;
       }
@@ -180,13 +193,13 @@
         report("the onRequest handler failed: no reply sent", error);
         return;
       }
-      if (this.connected) this._ws.send(JSON.stringify({ type: "reply", ref: frame.ref, data: data === undefined ? null : data }));
+      if (this.connected) this._ws.send(this._encoded({ type: "reply", ref: frame.ref, data: data === undefined ? null : data }));
     }
 
-    /** Send one JSON frame; throws aiows.ConnectionError while not connected. */
+    /** Send one frame (JSON, or the codec's when the server agreed to it); throws aiows.ConnectionError while not connected. */
     send(frame) {
       if (!this.connected) throw new ConnectionError("not connected", this.closeCode);
-      this._ws.send(JSON.stringify(frame));
+      this._ws.send(this._encoded(frame));
     }
 
     /** Send frame with a "ref"; resolves to the reply's data (options.timeout in ms, default 5000). */
@@ -205,7 +218,7 @@
           reject(new RequestTimeout("no answer to request " + ref + " within " + timeout + " ms"));
         }, timeout);
         this._pending.set(ref, { resolve, reject, timer });
-        ws.send(JSON.stringify(Object.assign({}, frame, { ref })));
+        ws.send(this._encoded(Object.assign({}, frame, { ref })));
       });
     }
 
