@@ -1,8 +1,9 @@
 """The ``aiows`` command: ``aiows run module:server``, the contract commands, ``aiows --version``.
 
-``aiows asyncapi myapp:server [-o FILE]`` writes the app's AsyncAPI document
-(JSON) and ``aiows typescript myapp:server [-o FILE]`` its TypeScript message
-types (``aiows.contract``), to standard output without ``-o``.
+``aiows asyncapi myapp:server [-o FILE] [--yaml]`` writes the app's AsyncAPI
+document (JSON; YAML with ``--yaml`` and the ``yaml`` extra) and ``aiows
+typescript myapp:server [-o FILE]`` its TypeScript message types
+(``aiows.contract``), to standard output without ``-o``.
 
 ``aiows run myapp:server`` imports ``myapp`` from the current directory (as
 uvicorn does) and serves the ``WebSocketServer`` named ``server`` in it.
@@ -159,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
         contract.add_argument("app", metavar="MODULE:SERVER", help="where the WebSocketServer is, e.g. myapp:server")
         contract.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
         contract.add_argument("--app-dir", default=".", help="directory to import MODULE from (default: current directory)")
+        if name == "asyncapi":
+            contract.add_argument("--yaml", action="store_true", help='write YAML instead of JSON (needs aiows[yaml])')
     return parser
 
 
@@ -204,9 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args)
 
 
-def _error(message: str) -> int:
+def _error(message: str, status: int = 1) -> int:
     print(f"aiows: error: {message}", file=sys.stderr, flush=True)
-    return 1
+    return status
 
 
 def _say(message: str) -> None:
@@ -250,6 +253,12 @@ def _contract(args: argparse.Namespace) -> int:
     from .contract.asyncapi import asyncapi_document
     from .contract.typescript import typescript_declarations
 
+    as_yaml = args.command == "asyncapi" and args.yaml
+    if as_yaml:
+        try:
+            import yaml
+        except ImportError:  # a usage error, found before the app is imported
+            return _error('--yaml needs PyYAML: pip install "aiows[yaml]"', 2)
     try:
         server = import_server(args.app, args.app_dir)
     except AppLoadError as exc:
@@ -260,6 +269,8 @@ def _contract(args: argparse.Namespace) -> int:
         return _error(f"cannot build the AsyncAPI document of {args.app}: {exc}")
     if args.command == "asyncapi":
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        if as_yaml:  # from the JSON text: plain data, no object written twice as a YAML alias
+            text = yaml.safe_dump(json.loads(text), sort_keys=False, allow_unicode=True)
     else:
         text = typescript_declarations(document)
     if args.output is None:

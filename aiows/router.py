@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, Callable, Final, TypeVar
 
+from pydantic import BaseModel
+
 from .exceptions import MiddlewareError, RouterError
 from .messages import check_outgoing
 from .middleware.base import BaseMiddleware
@@ -48,19 +50,29 @@ class Router:
         self.parent: Router | None = None
         #: What this router's handlers send (models) and the error codes they raise (exceptions).
         self.outgoing: list[type[Any]] = []
+        #: The models they publish to rooms (``emits(..., room=True)``).
+        self.published: list[type[Any]] = []
 
-    def emits(self, *outgoing: type[Any]) -> None:
+    def emits(self, *outgoing: type[Any], room: bool = False) -> None:
         """Declare messages this router's handlers send: pydantic models with a ``type: Literal[...]``.
 
         ``AiowsException`` subclasses declare the error codes they raise. The
         declarations go into the AsyncAPI document, the docs page and the
         TypeScript types; nothing is checked at run time. ``emits=[...]`` on
         ``connect()`` and ``message()`` declares them next to the handler.
+
+        ``room=True`` declares models published to rooms
+        (``server.broadcast(model, room=...)``): with a backend that keeps
+        history, each reaches clients with ``"room"``, ``"offset"`` and
+        ``"epoch"`` added, and the contract says so.
         """
+        declared = self.published if room else self.outgoing
         for item in outgoing:
             check_outgoing(item)
-            if item not in self.outgoing:
-                self.outgoing.append(item)
+            if room and not (isinstance(item, type) and issubclass(item, BaseModel)):
+                raise RouterError(f"{item!r} is not a pydantic model: only models are published to rooms")
+            if item not in declared:
+                declared.append(item)
 
     def connect(self, *, emits: Sequence[type[Any]] = ()) -> Callable[[C], C]:
         """Decorator: run ``async def handler(websocket)`` when a client connects.

@@ -113,10 +113,7 @@ class ChatLine(BaseModel):
 
 
 class Joined(BaseModel):
-    """Someone joined the room; ``members`` counts its connections across every server.
-
-    Sent to a room: aiows adds ``room``, ``offset`` and ``epoch`` (the room keeps a history).
-    """
+    """Someone joined the room; ``members`` counts its connections across every server."""
 
     type: Literal["joined"] = "joined"
     name: str
@@ -124,7 +121,7 @@ class Joined(BaseModel):
 
 
 class Said(BaseModel):
-    """What someone said in the room (aiows adds ``room``, ``offset`` and ``epoch``)."""
+    """What someone said in the room."""
 
     type: Literal["said"] = "said"
     name: str
@@ -133,10 +130,24 @@ class Said(BaseModel):
 
 
 class Left(BaseModel):
-    """Someone left the room: sent to the room (aiows adds ``room``, ``offset`` and ``epoch``) and, with ``room``, to the one who left."""
+    """Someone left the room."""
 
     type: Literal["left"] = "left"
     name: str
+    members: int
+
+
+class LeftRoom(Left):
+    """The ``left`` frame the one who left gets: the room it left."""
+
+    room: str
+
+
+class JoinReply(BaseModel):
+    """The reply to a ``join`` sent with a ``ref``: ``recovered`` tells whether every missed publication was sent."""
+
+    room: str
+    recovered: bool
     members: int
 
 
@@ -155,6 +166,8 @@ class NotInRoom(AiowsException):
 
 
 router = Router()
+# Broadcast to rooms, which keep a history: each reaches clients with "room", "offset" and "epoch" added.
+router.emits(Joined, Said, Left, room=True)
 
 
 def name_of(websocket: WebSocket) -> str:
@@ -174,8 +187,8 @@ async def on_chat(websocket: WebSocket, message: ChatMessage) -> None:
     await websocket.server.broadcast(line)
 
 
-@router.message("join", emits=[Joined])
-async def on_join(websocket: WebSocket, message: Join) -> dict[str, object]:
+@router.message("join")
+async def on_join(websocket: WebSocket, message: Join) -> JoinReply:
     """Join a room: its members (you included) get ``joined``; with a ``ref``, the reply says whether you recovered."""
     websocket.context["name"] = message.name
     if message.offset is not None and message.epoch is not None:  # a client coming back: what it missed first
@@ -184,10 +197,10 @@ async def on_join(websocket: WebSocket, message: Join) -> dict[str, object]:
         recovered = await websocket.join(message.room)
     members = await websocket.server.room_members(message.room)
     await websocket.server.broadcast(Joined(name=message.name, members=members), room=message.room)
-    return {"room": message.room, "recovered": recovered, "members": members}  # the reply, when asked with a ref
+    return JoinReply(room=message.room, recovered=recovered, members=members)  # the reply, when asked with a ref
 
 
-@router.message("say", emits=[Said, NotInRoom])
+@router.message("say", emits=[NotInRoom])
 async def on_say(websocket: WebSocket, message: Say) -> None:
     """Say something to a room you joined: its members get ``said``."""
     if message.room not in websocket.rooms:
@@ -196,21 +209,21 @@ async def on_say(websocket: WebSocket, message: Say) -> None:
     await websocket.server.broadcast(line, room=message.room)
 
 
-async def leave(websocket: WebSocket, room: str) -> dict[str, object]:
+async def leave(websocket: WebSocket, room: str) -> LeftRoom:
     """Leave ``room``, tell its members; return the ``left`` frame for the one who left."""
     await websocket.leave(room)
     members = await websocket.server.room_members(room)
     frame = Left(name=name_of(websocket), members=members)
     await websocket.server.broadcast(frame, room=room)  # aiows adds "room", "offset" and "epoch"
-    return {**frame.model_dump(mode="json"), "room": room}
+    return LeftRoom(name=frame.name, members=members, room=room)
 
 
-@router.message("leave", emits=[Left, NotInRoom])
+@router.message("leave", emits=[LeftRoom, NotInRoom])
 async def on_leave(websocket: WebSocket, message: Leave) -> None:
     """Leave a room: its members and you get ``left``."""
     if message.room not in websocket.rooms:
         raise NotInRoom(f"you are not in room {message.room!r}")
-    await websocket.send_json(await leave(websocket, message.room))
+    await websocket.send_message(await leave(websocket, message.room))
 
 
 @router.message("members", emits=[MemberCount])

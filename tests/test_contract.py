@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiows import AuthMiddleware, BaseMessage, RateLimitingMiddleware, Router, WebSocket, WebSocketServer
+from aiows.broadcast import MemoryBackend
 from aiows.cli import main
 from aiows.contract import asyncapi_document
 from aiows.contract.docs import docs_page
@@ -155,6 +157,8 @@ def test_document_has_a_channel_per_path_with_its_messages_operations_and_schema
         "channel": {"$ref": "#/channels/game"},
         "messages": [{"$ref": "#/channels/game/messages/client.move"}],
         "summary": "Move a piece.",
+        # Sent with a "ref", it is answered with the reply frame (its data untyped: the handler returns None).
+        "reply": {"channel": {"$ref": "#/channels/game"}, "messages": [{"$ref": "#/channels/game/messages/server.reply"}]},
     }
     assert operations["game.server.moved"]["action"] == "send"
     assert "security" not in operations["game.client.move"] and "securitySchemes" not in document["components"]
@@ -298,6 +302,204 @@ def test_docs_page_escapes_what_it_shows() -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "&lt;/pre&gt;" in page
 
 
+class GetUser(BaseMessage):
+    type: Literal["get_user"] = "get_user"
+    id: int = Field(ge=1)
+
+
+class UserInfo(BaseModel):
+    """A user, as ``get_user`` answers."""
+
+    id: int
+    name: str
+    since: datetime
+
+
+def reply_server() -> WebSocketServer:
+    router = Router()
+
+    @router.message("get_user")
+    async def get_user(websocket: WebSocket, message: GetUser) -> UserInfo:
+        """Look a user up."""
+        return UserInfo(id=message.id, name="ann", since=message.timestamp)
+
+    @router.message("find")
+    async def find(websocket: WebSocket, message: BaseMessage) -> list[UserInfo] | None:
+        return None
+
+    @router.message("count")
+    async def count(websocket: WebSocket, message: BaseMessage) -> int:
+        return 3
+
+    @router.message("odd")
+    async def odd(websocket: WebSocket, message: BaseMessage) -> Opaque:  # no JSON Schema: untyped
+        raise IllegalMove("never answered")
+
+    @router.message("note")
+    async def note(websocket: WebSocket, message: BaseMessage) -> None:
+        pass
+
+    @router.message("bare")
+    async def bare(websocket, message):  # type: ignore[no-untyped-def]
+        pass
+
+    @router.message()
+    async def anything(websocket: WebSocket, message: BaseMessage) -> dict[str, int]:
+        return {"n": 1}
+
+    server = WebSocketServer()
+    server.include_router(router)
+    return server
+
+
+def test_a_handlers_return_annotation_types_the_data_of_its_reply() -> None:
+    document = asyncapi_document(reply_server())
+    operations, messages = document["operations"], document["components"]["messages"]
+    replies = {
+        key.removeprefix("root.client."): operation["reply"]["messages"][0]["$ref"].rpartition("/")[2]
+        for key, operation in operations.items()
+        if "reply" in operation
+    }
+    assert replies == {
+        "get_user": "server.reply.get_user", "find": "server.reply.find", "count": "server.reply.count",
+        "odd": "server.reply", "note": "server.reply", "bare": "server.reply", "any_type": "server.reply.any_type",
+    }  # fmt: skip
+    for operation in operations.values():  # a reply is sent on the operation's channel, one of its messages
+        if "reply" in operation:
+            assert operation["reply"]["channel"] == operation["channel"] == {"$ref": "#/channels/root"}
+            assert operation["reply"]["messages"][0]["$ref"].startswith("#/channels/root/messages/")
+    assert all(key.startswith("server.reply") for key in messages_of(document, "root") if key.startswith("server.r"))
+    assert not any(key.startswith("root.server.reply.") for key in operations)  # the replies of their operations
+    typed = messages["server.reply.get_user"]
+    assert typed["name"] == "reply" and typed["title"] == "ReplyFrame[UserInfo]"
+    assert typed["payload"] == {
+        "allOf": [
+            {"$ref": "#/components/schemas/ReplyFrame"},
+            {"properties": {"data": {"$ref": "#/components/schemas/UserInfo"}}, "required": ["data"]},
+        ]
+    }
+    example = typed["examples"][0]["payload"]
+    assert example["type"] == "reply" and UserInfo.model_validate(example["data"])
+    assert document["components"]["schemas"]["UserInfo"]["required"] == ["id", "name", "since"]
+    data = {key: messages[f"server.reply.{key}"]["payload"]["allOf"][1]["properties"]["data"] for key in ("find", "count")}
+    assert data == {
+        "find": {"anyOf": [{"type": "array", "items": {"$ref": "#/components/schemas/UserInfo"}}, {"type": "null"}]},
+        "count": {"type": "integer"},
+    }
+    assert messages["server.reply.find"]["title"] == "ReplyFrame[list[UserInfo] | None]"
+
+    text = typescript_declarations(document)
+    frame = 'export interface ReplyFrame<T = unknown> {\n  type: "reply";\n'
+    assert frame in text and "  /** What the handler returned (T). */\n  data: T;\n}" in text
+    assert "export interface RequestReplyMap {\n  get_user: UserInfo;\n  find: UserInfo[] | null;\n  count: number;\n" in text
+    assert "  odd: unknown;\n  note: unknown;\n  bare: unknown;\n}" in text  # the catch-all has no type to key
+    assert "export type ServerMessage = ReplyFrame | ServerError;" in text  # each typed reply is a ReplyFrame<T>
+
+    page = docs_page(document)
+    assert page.count('<p class="reply">') == 4
+    assert '<code>data</code>: <a href="#type-UserInfo">UserInfo</a></p>' in page and 'id="type-UserInfo"' in page
+
+
+@pytest.mark.usefixtures("transport")
+async def test_the_reply_on_the_wire_is_what_the_contract_says() -> None:
+    server = reply_server()
+    document = asyncapi_document(server)
+    user = document["components"]["schemas"]["UserInfo"]
+    async with TestClient(server) as client, client.connect() as ws:
+        await ws.send_json({"type": "get_user", "ref": "r1", "id": 5})
+        reply = await ws.receive_json()
+        assert sorted(reply) == ["data", "ref", "type"] and reply["ref"] == "r1"
+        assert sorted(reply["data"]) == sorted(user["properties"]) and reply["data"]["id"] == 5
+        UserInfo.model_validate(reply["data"])
+        await ws.send_json({"type": "count", "ref": 2})
+        assert await ws.receive_json() == {"type": "reply", "ref": 2, "data": 3}
+        await ws.send_json({"type": "note", "ref": 3})
+        assert await ws.receive_json() == {"type": "reply", "ref": 3, "data": None}  # -> None: data is null
+
+
+class Played(BaseModel):
+    """A move, told to the room."""
+
+    type: Literal["played"] = "played"
+    x: int
+
+
+def room_server(history_size: int) -> WebSocketServer:
+    router = Router()
+    router.emits(Played, room=True)
+
+    @router.message("move")
+    async def on_move(websocket: WebSocket, message: Move) -> None:
+        await websocket.join("board")
+        await websocket.server.broadcast(Played(x=message.x), room="board")
+
+    server = WebSocketServer(broadcast=MemoryBackend(history_size=history_size))
+    server.include_router(router)
+    return server
+
+
+@pytest.mark.usefixtures("transport")
+async def test_publications_in_rooms_with_history_carry_the_fields_the_contract_adds() -> None:
+    server = room_server(history_size=10)
+    document = asyncapi_document(server)
+    published = messages_of(document, "root")["server.played.room"]
+    assert published["payload"] == {"allOf": [{"$ref": "#/components/schemas/Played"}, {"$ref": "#/components/schemas/InRoom"}]}
+    assert published["description"].startswith("A move, told to the room.\n\nPublished to a room with history")
+    assert published["examples"][0]["payload"] == {"type": "played", "x": 1, "room": "text", "offset": 1, "epoch": "text"}
+    in_room = document["components"]["schemas"]["InRoom"]
+    assert in_room["required"] == ["room", "offset", "epoch"] and in_room["properties"]["offset"]["minimum"] == 1
+    assert "server.played" not in messages_of(document, "root")  # declared as published only
+    assert "export type ServerPlayedRoom = Played & InRoom;" in typescript_declarations(document)
+    async with TestClient(server) as client, client.connect() as ws:
+        await ws.send_json({"type": "move", "x": 3, "y": 0})
+        frame = await ws.receive_json()
+    fields = [*document["components"]["schemas"]["Played"]["properties"], *in_room["properties"]]
+    assert sorted(frame) == sorted(fields) and frame["room"] == "board" and frame["offset"] == 1
+
+
+@pytest.mark.usefixtures("transport")
+async def test_without_history_a_rooms_publications_are_documented_as_they_are_sent() -> None:
+    server = room_server(history_size=0)
+    document = asyncapi_document(server)
+    assert messages_of(document, "root")["server.played"]["payload"] == {"$ref": "#/components/schemas/Played"}
+    assert "server.played.room" not in messages_of(document, "root") and "InRoom" not in document["components"]["schemas"]
+    async with TestClient(server) as client, client.connect() as ws:
+        await ws.send_json({"type": "move", "x": 3, "y": 0})
+        assert await ws.receive_json() == {"type": "played", "x": 3}
+
+
+def test_a_model_that_forbids_extra_fields_is_published_with_the_room_fields_merged_in() -> None:
+    class Strict(BaseModel):
+        """Published to the room, strictly."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        type: Literal["strict"] = "strict"
+        x: int
+
+    server = room_server(history_size=10)
+    server.routers[0].emits(Strict, room=True)
+    document = asyncapi_document(server)
+    payload = messages_of(document, "root")["server.strict.room"]["payload"]
+    assert payload["additionalProperties"] is False and payload["title"] == "Strict"
+    assert list(payload["properties"]) == ["type", "x", "room", "offset", "epoch"]
+    assert payload["required"] == ["type", "x", "room", "offset", "epoch"]
+    assert document["components"]["schemas"]["Strict"]["properties"].keys() == {"type", "x"}  # the model, as it is
+    example = messages_of(document, "root")["server.strict.room"]["examples"][0]["payload"]
+    assert example == {"type": "strict", "x": 1, "room": "text", "offset": 1, "epoch": "text"}
+    text = typescript_declarations(document)
+    assert "export type ServerStrictRoom = {\n  type: \"strict\";\n  x: number;\n" in text
+
+
+def test_only_models_are_published_to_rooms() -> None:
+    router = Router()
+    with pytest.raises(RouterError, match="only models are published to rooms"):
+        router.emits(IllegalMove, room=True)
+    router.emits(Played, room=True)
+    router.emits(Played)
+    assert router.published == [Played] and router.outgoing == [Played]
+
+
 async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     """A plain HTTP/1.1 GET over a raw socket: status, headers, body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -414,3 +616,33 @@ def test_commands_write_the_document_and_the_declarations(
     assert "export type ServerMessage = Pong | ReplyFrame | ServerError;" in capsys.readouterr().out
     assert main(["typescript", "pingapp:nothing", "--app-dir", str(tmp_path)]) == 1
     assert "aiows: error: module 'pingapp' has no attribute 'nothing'" in capsys.readouterr().err
+
+
+def test_asyncapi_yaml_is_the_json_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yaml = pytest.importorskip("yaml", reason="--yaml needs PyYAML (aiows[yaml])")
+    (tmp_path / "pingapp.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["asyncapi", "pingapp:server", "--app-dir", str(tmp_path)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    output = tmp_path / "asyncapi.yaml"
+    assert main(["asyncapi", "pingapp:server", "--app-dir", str(tmp_path), "--yaml", "-o", str(output)]) == 0
+    text = output.read_text()
+    assert text.startswith("asyncapi: 3.0.0\n") and "&id" not in text  # YAML, with no anchors
+    assert yaml.safe_load(text) == document
+    assert main(["asyncapi", "pingapp:server", "--app-dir", str(tmp_path), "--yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == document
+
+
+def test_asyncapi_yaml_without_pyyaml_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # what Python does for a module that is not installed
+    output = tmp_path / "asyncapi.yaml"
+    assert main(["asyncapi", "nowhere:server", "--yaml", "-o", str(output)]) == 2
+    assert capsys.readouterr().err == 'aiows: error: --yaml needs PyYAML: pip install "aiows[yaml]"\n'
+    assert not output.exists()
+    with pytest.raises(SystemExit) as exited:
+        main(["typescript", "nowhere:server", "--yaml"])  # only asyncapi writes YAML
+    assert exited.value.code == 2

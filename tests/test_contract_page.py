@@ -35,8 +35,9 @@ def test_docs_page_shows_the_contract_without_console_errors(chat_port: int, bro
     channel = browser.find_element(By.ID, "channel-root")
     assert channel.is_displayed() and channel.find_element(By.TAG_NAME, "h2").text == "Channel /"
     headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, ".message h4")]
-    for message in document["components"]["messages"].values():  # every message, with its name and model
-        assert f'"{message["name"]}" {message["title"]}' in headings
+    for key, message in document["components"]["messages"].items():  # every message, with its name and model
+        if not key.startswith("server.reply."):  # a typed reply: shown with its request (below)
+            assert f'"{message["name"]}" {message["title"]}' in headings
     join = browser.find_element(By.ID, "root-client.join")
     rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in join.find_elements(By.CSS_SELECTOR, "tbody tr")]
     assert ["room", "string", "required", "min length 1, max length 64", ""] in rows
@@ -45,6 +46,12 @@ def test_docs_page_shows_the_contract_without_console_errors(chat_port: int, bro
         "type": "join", "timestamp": "2026-01-01T12:00:00Z", "room": "text", "name": "anonymous", "offset": None,
         "epoch": None,
     }  # fmt: skip
+    reply = join.find_element(By.CSS_SELECTOR, ".reply")  # the reply's data: the handler's return annotation
+    assert reply.text == 'Reply. Sent with a "ref", it is answered with {"type": "reply", "ref", "data"}; data: JoinReply'
+    assert browser.find_element(By.ID, "type-JoinReply").is_displayed()
+    said = browser.find_element(By.ID, "root-server.said.room")  # published to rooms with history
+    fields = [row.find_element(By.TAG_NAME, "td").text for row in said.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert fields == ["type", "name", "text", "timestamp", "room", "offset", "epoch"]
     error = browser.find_element(By.ID, "root-server.error")
     assert '"not_in_room"' in error.text and "ErrorDetail" in error.text  # the app's code; the nested type's link
     assert browser.find_element(By.ID, "type-ErrorDetail").is_displayed()

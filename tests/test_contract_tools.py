@@ -4,7 +4,7 @@
 versions pinned below, installed once into a cache directory
 (``$AIOWS_NPM_CACHE``, default ``~/.cache/aiows-npm``) and run with Node.
 Each example app's document is written by the ``aiows asyncapi`` command, as
-a user would, and parsed: no error and no warning may come back (the one
+a user would, as JSON and as YAML (``--yaml``), and parsed: no error and no warning may come back (the one
 diagnostic allowed is the parser's information that AsyncAPI 3.1.0 exists;
 docs/guides/contract.md explains it). The parser's AsyncAPI 3 rules do not check message
 examples against their payloads: aiows checks each against its model when it
@@ -102,12 +102,18 @@ def parse(tools: Path, document: Path) -> dict[str, Any]:
     return verdict
 
 
+@pytest.mark.parametrize("form", ["json", "yaml"])
 @pytest.mark.parametrize("app", list(EXAMPLE_APPS))
-def test_every_example_document_passes_the_asyncapi_parser(npm_tools: Path, app: str, tmp_path: Path) -> None:
+def test_every_example_document_passes_the_asyncapi_parser(npm_tools: Path, app: str, form: str, tmp_path: Path) -> None:
     for module in EXAMPLE_APPS[app]:
         pytest.importorskip(module)
-    output = tmp_path / "asyncapi.json"
-    aiows_command("asyncapi", app, "-o", str(output))
+    output = tmp_path / f"asyncapi.{form}"
+    if form == "yaml":
+        yaml = pytest.importorskip("yaml", reason="--yaml needs PyYAML (aiows[yaml])")
+        aiows_command("asyncapi", app, "--yaml", "-o", str(output))
+        assert yaml.safe_load(output.read_text()) == json.loads(aiows_command("asyncapi", app))
+    else:
+        aiows_command("asyncapi", app, "-o", str(output))
     verdict = parse(npm_tools, output)
     assert verdict["parsed"], verdict
     problems = [d for d in verdict["diagnostics"] if d["severity"] in (ERROR, WARNING) or d["code"] not in ALLOWED]
@@ -115,7 +121,7 @@ def test_every_example_document_passes_the_asyncapi_parser(npm_tools: Path, app:
 
 
 def test_the_parser_reports_a_broken_document(npm_tools: Path, tmp_path: Path) -> None:
-    """The check above can fail: an operation sending another channel's message, and a dangling $ref."""
+    """The check above can fail: an operation sending another channel's message, a dangling $ref, a bad reply."""
     document = json.loads(aiows_command("asyncapi", "middleware_example:server"))
     document["channels"]["elsewhere"] = {"address": "/elsewhere", "messages": {}}
     document["operations"]["root.client.echo"]["channel"] = {"$ref": "#/channels/elsewhere"}
@@ -123,6 +129,13 @@ def test_the_parser_reports_a_broken_document(npm_tools: Path, tmp_path: Path) -
     broken.write_text(json.dumps(document))
     severities = {d["code"]: d["severity"] for d in parse(npm_tools, broken)["diagnostics"]}
     assert severities.get("asyncapi3-operation-messages-from-referred-channel") == ERROR, severities
+    document = json.loads(aiows_command("asyncapi", "simple_chat:server"))
+    join = document["operations"]["root.client.join"]
+    for key, value in (("messages", [{"$ref": "#/channels/root/messages/nowhere"}]), ("data", {"type": "object"})):
+        operations = {**document["operations"], "root.client.join": {**join, "reply": {**join["reply"], key: value}}}
+        broken.write_text(json.dumps({**document, "operations": operations}))
+        verdict = parse(npm_tools, broken)  # a reply that is not the reply object, or refers to no message
+        assert not verdict["parsed"] and any(d["severity"] == ERROR for d in verdict["diagnostics"]), verdict
     document = json.loads(aiows_command("asyncapi", "middleware_example:server"))
     document["channels"]["root"]["messages"]["client.echo"] = {"$ref": "#/components/messages/nowhere"}
     broken.write_text(json.dumps(document))
@@ -131,7 +144,7 @@ def test_the_parser_reports_a_broken_document(npm_tools: Path, tmp_path: Path) -
 
 
 CLIENT = """
-import type { ClientMessage, ServerMessage } from "./contract";
+import type { ClientMessage, ReplyFrame, RequestReplyMap, ServerMessage } from "./contract";
 
 export function send(socket: { send(data: string): void }, message: ClientMessage): void {
   socket.send(JSON.stringify(message));
@@ -147,7 +160,7 @@ export function greet(socket: { send(data: string): void }): void {
 export function show(message: ServerMessage): string {
   switch (message.type) {
     case "said":
-      return `${message.name}: ${message.text}`;
+      return `${message.name}: ${message.text} (${message.room} #${message.offset} in ${message.epoch})`;
     case "members":
       return `${message.count} in ${message.room}`;
     case "error":
@@ -155,6 +168,14 @@ export function show(message: ServerMessage): string {
     default:
       return message.type;
   }
+}
+
+export function joined(reply: ReplyFrame<RequestReplyMap["join"]>): string {
+  return `${reply.data.room}: ${reply.data.members} here, recovered: ${reply.data.recovered}`;
+}
+
+export function said(reply: ReplyFrame<RequestReplyMap["say"]>): unknown {
+  return reply.data;
 }
 """
 
@@ -166,6 +187,9 @@ MISTAKES = {
     "wrong type": ('{ type: "join", room: "kitchen" }', '{ type: "jion", room: "kitchen" }'),
     "unknown server field": ("${message.count} in", "${message.counts} in"),
     "unknown error code": ('"not_in_room"', '"not_in_a_room"'),
+    "wrong field of a typed reply": ("${reply.data.members} here", "${reply.data.member} here"),
+    "a field of an untyped reply": ("return reply.data;", "return reply.data.room;"),
+    "a room field where the room adds none": ("${message.count} in ${message.room}", "${message.count} in ${message.offset}"),
 }
 
 
@@ -221,6 +245,8 @@ def test_the_contract_guides_typescript_block_compiles_against_its_app(npm_tools
     command += ["--lib", "es2022,dom", "--module", "esnext", "--moduleResolution", "bundler", "client.ts"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    (tmp_path / "client.ts").write_text(client.replace('type: "say"', 'type: "sya"'))
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "error TS" in result.stdout, result.stdout
+    for good, bad in (('type: "say"', 'type: "sya"'), ("reply.data.count)", "reply.data.cuont)")):  # its comments' claims
+        assert good in client
+        (tmp_path / "client.ts").write_text(client.replace(good, bad))
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and "error TS" in result.stdout, result.stdout

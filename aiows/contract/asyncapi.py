@@ -2,17 +2,23 @@
 
 One channel per mounted path (see ``aiows.contract.collect``); every message
 a client sends is a ``receive`` operation, every message the server sends (the
-error frame, the declared ``emits``, ``auth_ok``) a ``send`` operation. Payloads
-are pydantic's JSON Schemas (``$ref``s into ``components/schemas``), each
-message with the handler's docstring as description and an example payload
-that validates against its model. Built on request, never on a message's path.
+error frame, the declared ``emits``, ``auth_ok``) a ``send`` operation. Each
+handler's ``receive`` operation has a ``reply``: the reply frame sent when the
+message carries a ``"ref"``, its ``data`` typed by the handler's return
+annotation when there is one (a reply message per request type). A model
+published to rooms with history (``emits(..., room=True)``) is sent with the
+fields of ``InRoom`` added. Payloads are pydantic's JSON Schemas (``$ref``s
+into ``components/schemas``), each message with the handler's docstring as
+description and an example payload that validates against its model. Built
+on request, never on a message's path.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -22,12 +28,12 @@ from ..codecs import Codec
 from ..messages import message_type_of
 from .collect import Channel, channels
 from .examples import example_of
-from .frames import Auth, AuthOk, ErrorFrame, ReplyFrame
+from .frames import Auth, AuthOk, ErrorFrame, InRoom, ReplyFrame
 
 if TYPE_CHECKING:
     from ..server import WebSocketServer
 
-__all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "operation_messages"]
+__all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "message_keys", "operation_messages", "reply_data"]
 
 #: The AsyncAPI version of the documents written.
 ASYNCAPI_VERSION = "3.0.0"
@@ -36,6 +42,9 @@ ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF = "#/components/schemas/{model}"
 
 Direction = Literal["client", "server"]
+
+#: Added to the description of a model published to rooms with history.
+PUBLISHED = 'Published to a room with history: aiows adds "room", "offset" and "epoch" (InRoom).'
 
 #: Security schemes of channels behind ``AuthMiddleware``: a ``token`` query parameter or a bearer header.
 SECURITY_SCHEMES = {
@@ -55,13 +64,22 @@ SECURITY_SCHEMES = {
 
 @dataclass
 class _Message:
-    """A message before its schema is known: who sends it, its name and what validates it."""
+    """A message before its schema is known: who sends it, its name and what validates it.
+
+    ``base`` is its key in a channel (``key`` may have a suffix, being unique
+    among every channel's messages); ``data`` the type of a reply's ``data``;
+    ``room``: published to rooms with history; ``reply``: what answers it.
+    """
 
     key: str
+    base: str
     direction: Direction
     name: str | None  #: its "type"; None for the catch-all
     annotation: Any
     description: str | None
+    data: Any = None
+    room: bool = False
+    reply: _Message | None = None
     payload: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,12 +106,12 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
         messages = builder.channel_messages(channel)
         local: dict[str, _Message] = {}  # the channel's own keys: no suffix where components needed one
         for message in messages:
-            base = _key(f"{message.direction}.{message.name if message.name is not None else 'any_type'}")
-            key, number = base, 1
+            key, number = message.base, 1
             while key in local:
                 number += 1
-                key = f"{base}_{number}"
+                key = f"{message.base}_{number}"
             local[key] = message
+        local_keys = {id(message): key for key, message in local.items()}
         document_channels[channel_key] = {
             "address": channel.address,
             "title": channel.address,
@@ -103,6 +121,8 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
         if channel.address == "/" and len(found) > 1:
             document_channels[channel_key]["description"] = "Every path: the routers mounted without a path."
         for key, message in local.items():
+            if message.data is not None:
+                continue  # a typed reply: sent as the reply of its request's operation, not an operation itself
             operation: dict[str, Any] = {
                 "action": "receive" if message.direction == "client" else "send",
                 "channel": {"$ref": f"#/channels/{channel_key}"},
@@ -110,6 +130,11 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
             }
             if message.description:
                 operation["summary"] = message.description.partition("\n")[0]
+            if message.reply is not None:
+                operation["reply"] = {
+                    "channel": {"$ref": f"#/channels/{channel_key}"},
+                    "messages": [{"$ref": f"#/channels/{channel_key}/messages/{local_keys[id(message.reply)]}"}],
+                }
             if channel.auth is not None:
                 operation["security"] = [{"$ref": f"#/components/securitySchemes/{name}"} for name in SECURITY_SCHEMES]
             operations[builder.unique(f"{channel_key}.{key}")] = operation
@@ -144,11 +169,25 @@ def _codec_description(codec: Codec) -> str:
 
 def operation_messages(document: dict[str, Any], operation: dict[str, Any]) -> list[str]:
     """The ``components/messages`` keys of an operation's messages (it refers to its channel's)."""
+    return message_keys(document, operation["messages"])
+
+
+def message_keys(document: dict[str, Any], refs: list[dict[str, str]]) -> list[str]:
+    """The ``components/messages`` keys of references to channels' messages (an operation's, or its reply's)."""
     keys = []
-    for ref in operation["messages"]:
+    for ref in refs:
         _, _, channel, _, local = ref["$ref"].split("/")
         keys.append(document["channels"][channel]["messages"][local]["$ref"].rpartition("/")[2])
     return keys
+
+
+def reply_data(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of a typed reply's ``data``, from its message's payload (``None``: the untyped reply frame)."""
+    for part in payload.get("allOf", []):
+        if "data" in part.get("properties", {}):
+            data: dict[str, Any] = part["properties"]["data"]
+            return data
+    return None
 
 
 class _Builder:
@@ -156,7 +195,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
-        self.by_identity: dict[tuple[Direction, str | None, Any], _Message] = {}
+        self.by_identity: dict[tuple[Any, ...], _Message] = {}
         self.raw: dict[str, dict[str, Any]] = {}
         self.schemas: dict[str, Any] = {}
 
@@ -169,18 +208,41 @@ class _Builder:
         self.keys.add(candidate)
         return candidate
 
-    def message(self, direction: Direction, name: str | None, annotation: Any, description: str | None) -> _Message:
-        identity = (direction, name, annotation)
+    def message(
+        self,
+        direction: Direction,
+        name: str | None,
+        annotation: Any,
+        description: str | None,
+        *,
+        base: str | None = None,
+        data: Any = None,
+        room: bool = False,
+        reply: _Message | None = None,
+    ) -> _Message:
+        identity = (direction, name, annotation, data, room, reply and reply.key)
         message = self.by_identity.get(identity)
         if message is None:
-            key = self.unique(_key(f"{direction}.{name if name is not None else 'any_type'}"))
-            message = self.by_identity[identity] = _Message(key, direction, name, annotation, description)
+            if base is None:
+                base = _key(f"{direction}.{name if name is not None else 'any_type'}" + (".room" if room else ""))
+            key = self.unique(base)
+            message = _Message(key, base, direction, name, annotation, description, data, room, reply)
+            self.by_identity[identity] = message
         return message
 
     def channel_messages(self, channel: Channel) -> list[_Message]:
         if channel.raw is not None:
             return self.raw_messages(channel.raw)
-        messages = [self.message("client", m.type, m.model, m.description) for m in channel.incoming]
+        reply = self.message("server", "reply", ReplyFrame, "The answer to a message that carried a ref.")
+        messages: list[_Message] = []
+        replies = [reply]
+        for incoming in channel.incoming:
+            answer = reply
+            if incoming.reply is not None:
+                answer = self.typed_reply(incoming.type, incoming.reply)
+                if answer not in replies:
+                    replies.append(answer)
+            messages.append(self.message("client", incoming.type, incoming.model, incoming.description, reply=answer))
         if channel.auth is not None and channel.auth.first_message:
             first = "Authenticate: the first message, within the auth timeout."
             messages.append(self.message("client", "auth", Auth, first))
@@ -188,10 +250,19 @@ class _Builder:
         for item in channel.outgoing:
             if isinstance(item, type) and issubclass(item, BaseModel):
                 messages.append(self.message("server", message_type_of(item), item, item.__doc__))
+        for item in channel.published:
+            description = "\n\n".join(filter(None, [item.__doc__, PUBLISHED]))
+            messages.append(self.message("server", message_type_of(item), item, description, room=True))
         messages.append(self.message("client", "reply", ReplyFrame, "The answer to the server's request (its ref)."))
-        messages.append(self.message("server", "reply", ReplyFrame, "The answer to a message that carried a ref."))
         error = self.message("server", "error", (ErrorFrame, tuple(channel.error_codes)), ErrorFrame.__doc__)
-        return [*messages, error]
+        return [*messages, *replies, error]
+
+    def typed_reply(self, request: str | None, data: Any) -> _Message:
+        """The reply frame to a ``request`` message, its ``data`` of type ``data``."""
+        what = "any other type" if request is None else f'"{request}"'
+        description = f"The reply to a {what} message that carried a ref: data is what its handler returned."
+        base = _key(f"server.reply.{request if request is not None else 'any_type'}")
+        return self.message("server", "reply", ReplyFrame, description, base=base, data=data)
 
     def raw_messages(self, description: str) -> list[_Message]:
         messages = []
@@ -208,7 +279,12 @@ class _Builder:
         """Every message, with its schema (``self.schemas`` gets the models)."""
         typed = [message for message in self.by_identity.values() if message.key not in self.raw]
         adapters = {message.key: TypeAdapter(_model(message.annotation)) for message in typed}
+        data = {message.key: TypeAdapter(message.data) for message in typed if message.data is not None}
+        inputs: list[tuple[Any, JsonSchemaMode, TypeAdapter[Any]]]
         inputs = [(message.key, _mode(message), adapters[message.key]) for message in typed]
+        inputs += [((key, "data"), "serialization", adapter) for key, adapter in data.items()]
+        if any(message.room for message in typed):
+            inputs.append((InRoom, "serialization", TypeAdapter(InRoom)))
         payloads, definitions = TypeAdapter.json_schemas(inputs, ref_template=SCHEMA_REF)
         self.schemas.update(definitions.get("$defs", {}))
         result: dict[str, Any] = {}
@@ -218,8 +294,15 @@ class _Builder:
                 entry.update(self.raw[message.key])
             else:
                 entry["title"] = _title(message.annotation)
-                entry["payload"] = self.payload(message, payloads[(message.key, _mode(message))])
-                example = self.example(entry["payload"], adapters[message.key])
+                payload = self.payload(message, payloads[(message.key, _mode(message))])
+                if message.data is not None:  # a typed reply: the frame, its data required and of that type
+                    entry["title"] += f"[{_title(message.data)}]"
+                    typed_data = {"properties": {"data": payloads[((message.key, "data"), "serialization")]}}
+                    payload = {"allOf": [payload, {**typed_data, "required": ["data"]}]}
+                elif message.room:
+                    payload = self.in_room(payload, payloads[(InRoom, "serialization")])
+                entry["payload"] = payload
+                example = self.example(payload, adapters[message.key], data.get(message.key), message.room)
                 if example is not None:
                     entry["examples"] = [{"name": message.name or "message", "payload": example}]
             if message.description:
@@ -239,6 +322,15 @@ class _Builder:
             return schema
         return {"allOf": [schema, {"properties": {"type": {"const": message.name}}, "required": ["type"]}]}
 
+    def in_room(self, payload: dict[str, Any], in_room: dict[str, Any]) -> dict[str, Any]:
+        """A model's payload with ``InRoom``'s fields added: both schemas, or one when the model forbids extra fields."""
+        target = self.schemas.get(payload.get("$ref", "").rpartition("/")[2], {})
+        if target.get("additionalProperties") is not False:
+            return {"allOf": [payload, in_room]}
+        fields = self.schemas[in_room["$ref"].rpartition("/")[2]]  # "allOf" would refuse them: merged instead
+        properties = {**target["properties"], **fields["properties"]}
+        return {**target, "properties": properties, "required": [*target.get("required", []), *fields["required"]]}
+
     def require_type(self, schema: dict[str, Any], name: str) -> bool:
         """Make the ``type`` of the model ``schema`` points to required, if it is the constant ``name``."""
         target = self.schemas.get(schema.get("$ref", "").rpartition("/")[2])
@@ -248,12 +340,20 @@ class _Builder:
             target["required"].insert(0, "type")
         return True
 
-    def example(self, payload: dict[str, Any], adapter: TypeAdapter[Any]) -> Any:
-        """An example of ``payload`` that the model accepts, or ``None``."""
+    def example(
+        self, payload: dict[str, Any], adapter: TypeAdapter[Any], data: TypeAdapter[Any] | None, room: bool
+    ) -> Any:
+        """An example of ``payload`` that the model (a typed reply's ``data`` type, ``InRoom``) accepts, or ``None``."""
         example = example_of(payload, self.schemas)
+        model = example
         try:
-            adapter.validate_json(orjson.dumps(example))
-        except (ValidationError, TypeError):
+            if room:  # the fields aiows adds, then the model's
+                InRoom.model_validate({key: example[key] for key in InRoom.model_fields})
+                model = {key: value for key, value in example.items() if key not in InRoom.model_fields}
+            adapter.validate_json(orjson.dumps(model))
+            if data is not None:
+                data.validate_json(orjson.dumps(example["data"]))
+        except (ValidationError, TypeError, KeyError):
             return None
         return example
 
@@ -268,8 +368,16 @@ def _model(annotation: Any) -> Any:
 
 
 def _title(annotation: Any) -> str:
+    """A model's name; a generic type's as written (``list[User]``, ``User | None``)."""
     model = _model(annotation)
-    return getattr(model, "__name__", None) or repr(model)
+    if model is None or model is type(None):
+        return "None"
+    origin, arguments = get_origin(model), get_args(model)
+    if origin is None or not arguments:
+        return getattr(model, "__name__", None) or repr(model)
+    if origin in (Union, UnionType):
+        return " | ".join(_title(argument) for argument in arguments)
+    return f"{_title(origin)}[{', '.join(_title(argument) for argument in arguments)}]"
 
 
 def _key(text: str) -> str:

@@ -9,8 +9,11 @@ way (first handler wins, nested routers depth first).
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pydantic import PydanticUserError, TypeAdapter
 
 from ..chain import message_model
 from ..middleware.auth import AuthMiddleware
@@ -36,11 +39,18 @@ BUILTIN_ERROR_CODES = (
 
 @dataclass(frozen=True)
 class Incoming:
-    """A message clients send: its ``type`` (``None`` for the catch-all), model and handler docstring."""
+    """A message clients send: its ``type`` (``None`` for the catch-all), model and handler docstring.
+
+    ``reply`` is the handler's return annotation, what the reply to the
+    message sent as a request (with a ``"ref"``) carries as ``data``; ``None``
+    where it is not declared (no annotation, ``None``, ``Any``, or a type
+    pydantic has no JSON Schema for).
+    """
 
     type: str | None
     model: Any
     description: str | None
+    reply: Any = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Channel:
     incoming: list[Incoming] = field(default_factory=list)
     raw: str | None = None  #: the raw handler's docstring ("" without one), or ``None`` for JSON channels
     outgoing: list[type[Any]] = field(default_factory=list)
+    #: Models published to rooms (``router.emits(..., room=True)``), when the backend keeps history.
+    published: list[type[Any]] = field(default_factory=list)
     error_codes: list[str] = field(default_factory=list)
     auth: Auth | None = None
 
@@ -84,13 +96,16 @@ def _channel(server: WebSocketServer, address: str, roots: list[Router]) -> Chan
             for message_type, handler in router.message_handlers.items():
                 if message_type not in seen:
                     seen.add(message_type)
-                    channel.incoming.append(Incoming(message_type, message_model(handler), _doc(handler)))
+                    channel.incoming.append(_incoming(message_type, handler))
             if not catch_all and router.catch_all is not None:
                 catch_all = True
-                channel.incoming.append(Incoming(None, message_model(router.catch_all), _doc(router.catch_all)))
+                channel.incoming.append(_incoming(None, router.catch_all))
             if channel.raw is None and router.raw_handler is not None:
                 channel.raw = _doc(router.raw_handler) or ""
             channel.outgoing.extend(item for item in router.outgoing if item not in channel.outgoing)
+            # Without history, a room's publications are sent as they are.
+            published = channel.published if server.hub.history else channel.outgoing
+            published.extend(item for item in router.published if item not in published)
     auths = [m for m in middlewares if isinstance(m, AuthMiddleware)]
     if auths:
         channel.auth = Auth(first_message=any(m.first_message_auth for m in auths))
@@ -105,6 +120,22 @@ def _channel(server: WebSocketServer, address: str, roots: list[Router]) -> Chan
                 codes.append(code)
         channel.error_codes = codes
     return channel
+
+
+def _incoming(message_type: str | None, handler: Any) -> Incoming:
+    model = message_model(handler)  # raises RouterError for annotations that do not resolve
+    return Incoming(message_type, model, _doc(handler), _reply(typing.get_type_hints(handler).get("return")))
+
+
+def _reply(annotation: Any) -> Any:
+    """A return annotation as the type of a reply's ``data``, or ``None`` for "not declared"."""
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return None
+    try:
+        TypeAdapter(annotation).json_schema(mode="serialization")
+    except PydanticUserError:  # no JSON Schema for it (an arbitrary class): the reply stays untyped
+        return None
+    return annotation
 
 
 def _doc(handler: object) -> str | None:

@@ -3,8 +3,9 @@
 No script, no external resource (it works offline and under a strict
 Content-Security-Policy): each channel with the messages clients send and
 the ones the server sends, each message with its fields (type, whether
-required, constraints, description) and an example payload, then the nested
-types. Every text from the document is escaped.
+required, constraints, description), the type of its reply's ``data`` when
+its handler declares one, and an example payload, then the nested types.
+Every text from the document is escaped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from .asyncapi import operation_messages
+from .asyncapi import message_keys, operation_messages, reply_data
 
 __all__ = ["CONTENT_SECURITY_POLICY", "docs_page"]
 
@@ -109,14 +110,27 @@ class _Page:
             ways = "; or ".join(_text(scheme.get("description", "")) for scheme in schemes)
             parts.append(f'<p class="auth"><strong>Authentication:</strong> {ways}</p>')
         for action, heading, css in DIRECTIONS:
-            keys = [key for op in operations if op["action"] == action for key in operation_messages(self.document, op)]
-            if keys:
+            found = [(key, op) for op in operations if op["action"] == action for key in self.keys(op)]
+            if found:
                 parts.append(f"<h3>{heading}</h3>")
-                parts.extend(self.message(key, name, css) for name in keys)
+                parts.extend(self.message(key, name, css, self.reply(op)) for name, op in found)
         parts.append("</section>")
         return "".join(parts)
 
-    def message(self, channel: str, key: str, css: str) -> str:
+    def keys(self, operation: dict[str, Any]) -> list[str]:
+        return operation_messages(self.document, operation)
+
+    def reply(self, operation: dict[str, Any]) -> str:
+        """A line on the reply to a request (a message with a ``"ref"``), when its ``data`` is typed."""
+        for key in message_keys(self.document, operation.get("reply", {}).get("messages", [])):
+            data = reply_data(self.messages[key].get("payload", {}))
+            if data is not None:
+                frame = '<code>{"type": "reply", "ref", "data"}</code>'
+                answer = f'Sent with a <code>"ref"</code>, it is answered with {frame}; <code>data</code>:'
+                return f'<p class="reply"><strong>Reply.</strong> {answer} {self.type_of(data)}</p>'
+        return ""
+
+    def message(self, channel: str, key: str, css: str, reply: str = "") -> str:
         message = self.messages[key]
         name = message.get("name", key)
         heading = "any other type" if name == "*" else f"<code>{_e(json.dumps(name))}</code>"
@@ -131,6 +145,7 @@ class _Page:
             parts.append(f"<p>Payload: {self.type_of(payload)} ({_e(message['contentType'])} frame)</p>")
         else:
             parts.append(self.fields(self.resolve(payload)))
+        parts.append(reply)
         for example in message.get("examples", []):
             text = json.dumps(example.get("payload"), indent=2, ensure_ascii=False)
             parts.append(f"<p><strong>Example</strong></p><pre>{_e(text)}</pre>")

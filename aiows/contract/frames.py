@@ -6,7 +6,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Auth", "AuthOk", "ErrorDetail", "ErrorFrame", "ReplyFrame"]
+__all__ = ["Auth", "AuthOk", "ErrorDetail", "ErrorFrame", "InRoom", "ReplyFrame"]
 
 
 class ErrorDetail(BaseModel):
@@ -32,7 +32,11 @@ class ErrorFrame(BaseModel):
 
 
 class ReplyFrame(BaseModel):
-    """A reply: the answer to a message that carried a ``"ref"`` (from the server: the handler's return value)."""
+    """A reply: the answer to a message that carried a ``"ref"`` (from the server: the handler's return value).
+
+    A request type's own reply (``data`` typed by its handler's return
+    annotation) is this frame with ``data`` required and of that type.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,3 +57,15 @@ class AuthOk(BaseModel):
 
     type: Literal["auth_ok"] = "auth_ok"
     user_id: Any
+
+
+class InRoom(BaseModel):
+    """What aiows adds to every publication in a room with history: where it was published and its position.
+
+    A client that reconnects joins again with the last ``offset`` and ``epoch``
+    it saw, to get what it missed first.
+    """
+
+    room: str = Field(description="The room it was published in.")
+    offset: int = Field(ge=1, description="Its number in the room: 1 for the first publication, then +1 each.")
+    epoch: str = Field(description="The history the offset counts in (a new one when the history was lost).")
