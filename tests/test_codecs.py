@@ -9,11 +9,13 @@ once per codec in use) and room history all speak it; one offering
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 import ormsgpack
 import orjson
 import pytest
+from npm import npm_packages
 from pydantic import BaseModel
 from websockets.asyncio.client import connect
 
@@ -303,3 +305,17 @@ def test_the_asyncapi_document_lists_the_codecs() -> None:
     error = document["components"]["messages"]["server.error"]
     codes = error["payload"]["allOf"][1]["properties"]["code"]["enum"]
     assert {"invalid_json", "invalid_msgpack"} <= set(codes)
+
+
+def test_a_msgpack_servers_document_passes_the_asyncapi_parser(tmp_path: Path) -> None:
+    from test_contract_tools import PACKAGES, VALIDATE, parse
+
+    from aiows.contract import asyncapi_document
+
+    tools = npm_packages(PACKAGES)
+    (tools / "validate.js").write_text(VALIDATE)
+    document = tmp_path / "asyncapi.json"
+    document.write_bytes(orjson.dumps(asyncapi_document(make_server(codecs=("json", "msgpack")))))
+    verdict = parse(tools, document)
+    assert verdict["parsed"], verdict
+    assert {d["code"] for d in verdict["diagnostics"]} <= {"asyncapi-latest-version"}, verdict

@@ -17,11 +17,9 @@ nodejs npm``).
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from typing import Any
 
 import pytest
 from doc_blocks import DOCS, blocks
+from npm import npm_packages
 from processes import EXAMPLES
 
 #: The npm packages, pinned.
@@ -64,20 +63,7 @@ const { Parser } = require("@asyncapi/parser");
 @pytest.fixture(scope="module")
 def npm_tools() -> Iterator[Path]:
     """The cache directory with the pinned packages installed (``node_modules`` in it)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("needs Node and npm (apt-get install nodejs npm)")
-    pins = "-".join(f"{name.replace('/', '+')}@{version}" for name, version in sorted(PACKAGES.items()))
-    root = Path(os.environ.get("AIOWS_NPM_CACHE") or Path.home() / ".cache" / "aiows-npm") / pins
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be installing the same
-        if not (root / "installed").exists():
-            (root / "package.json").write_text(json.dumps({"private": True, "dependencies": PACKAGES}))
-            subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                cwd=root, check=True, timeout=600,
-            )  # fmt: skip
-            (root / "installed").touch()
+    root = npm_packages(PACKAGES)
     (root / "validate.js").write_text(VALIDATE)
     yield root
 
