@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import pytest
+from adding import Add, Sum
 from processes import free_port
-from pydantic import BaseModel
 from test_broadcast_redis import RedisProcess, needs_redis, redis_server, start_chat, stop  # noqa: F401
 from websockets.asyncio.client import connect as websockets_connect
 
 import aiows.client
-from aiows import AuthMiddleware, BaseMessage, Router, StrictMessage, WebSocket, WebSocketServer
+from aiows import AuthMiddleware, BaseMessage, Router, WebSocket, WebSocketServer
 from aiows.broadcast import MemoryBackend
 from aiows.exceptions import ConnectionError, RequestError, RequestTimeout
 from aiows.testing import TestClient
-
-
-class Add(StrictMessage):
-    type: Literal["add"] = "add"
-    a: int
-    b: int
-
-
-class Sum(BaseModel):
-    total: int
 
 
 class Join(BaseMessage):

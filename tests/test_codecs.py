@@ -15,25 +15,15 @@ from typing import Any, Literal
 import ormsgpack
 import orjson
 import pytest
+from adding import Add, Sum
 from npm import npm_packages
-from pydantic import BaseModel
 from websockets.asyncio.client import connect
 
-from aiows import BaseMessage, Router, StrictMessage, WebSocket, WebSocketServer
+from aiows import BaseMessage, Router, WebSocket, WebSocketServer
 from aiows.broadcast.memory import MemoryBackend
 from aiows.codecs import JSON, Codec, MsgPackCodec
 from aiows.options import OptionError
 from aiows.testing import TestClient
-
-
-class Add(StrictMessage):
-    type: Literal["add"] = "add"
-    a: int
-    b: int
-
-
-class Sum(BaseModel):
-    total: int
 
 
 class Join(BaseMessage):

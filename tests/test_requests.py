@@ -11,12 +11,12 @@ delivers them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from adding import Add, Sum
 
-from aiows import BaseMessage, RateLimitingMiddleware, Router, StrictMessage, WebSocket, WebSocketServer
+from aiows import BaseMessage, RateLimitingMiddleware, Router, WebSocket, WebSocketServer
 from aiows.exceptions import (
     AiowsException,
     ConnectionError,
@@ -27,16 +27,6 @@ from aiows.exceptions import (
 from aiows.middleware.base import BaseMiddleware
 from aiows.testing import TestClient, TestConnection
 from aiows.types import JSONObject, MessageNext
-
-
-class Add(StrictMessage):
-    type: Literal["add"] = "add"
-    a: int
-    b: int
-
-
-class Sum(BaseModel):
-    total: int
 
 
 class Refused(AiowsException):
