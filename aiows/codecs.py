@@ -65,6 +65,17 @@ class Codec:
         """The message object a payload holds; ``ValueError`` if it is not valid."""
         raise NotImplementedError
 
+    def decode_frame(self, data: bytes, text: bool) -> Any:
+        """``decode()`` for a received frame: a text frame's UTF-8 is checked first where the codec is binary.
+
+        Raises:
+            ValueError: the payload is not valid (``UnicodeDecodeError`` for text that is not UTF-8; a text
+                codec such as orjson checks UTF-8 itself).
+        """
+        if text and not self.text:
+            data.decode()
+        return self.decode(data)
+
     def encode(self, value: object) -> bytes:
         """``value`` as one payload (pydantic models are dumped first); ``TypeError`` for what it cannot hold."""
         raise NotImplementedError

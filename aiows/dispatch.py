@@ -165,11 +165,8 @@ class RouteTable:
 
     async def handle(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
         """Dispatch one message, decoded by the connection's codec; every failure becomes one error frame."""
-        codec = websocket.codec
         try:
-            if text and not codec.text:
-                raw.decode()  # a text frame for a binary codec: its UTF-8 is checked here
-            data = codec.decode(raw)
+            data = websocket.codec.decode_frame(raw, text)
         except ValueError:
             sending = self.undecodable(websocket, text, raw)
             if sending is not None:

@@ -107,11 +107,8 @@ class MeteredRouteTable(RouteTable):
 
     async def handle(self, websocket: WebSocket, text: bool, raw: bytes) -> None:
         """``RouteTable.handle``, counted and timed."""
-        codec = websocket.codec
         try:
-            if text and not codec.text:
-                raw.decode()
-            data = codec.decode(raw)
+            data = websocket.codec.decode_frame(raw, text)
         except ValueError:
             self.invalid.messages += 1
             sending = self.undecodable(websocket, text, raw)

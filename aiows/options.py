@@ -143,6 +143,11 @@ class ServerOptions:
             raise OptionError("codecs", f"two codecs share a subprotocol: {subprotocols}")
         return tuple(codecs)
 
+    @functools.cached_property
+    def subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols of the codecs offered (``"aiows.json"``...), in order."""
+        return tuple(codec.subprotocol for codec in self.offered_codecs)
+
     def replace(self, **changes: object) -> ServerOptions:
         """A copy with ``changes`` applied (checked again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

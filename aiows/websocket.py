@@ -18,24 +18,7 @@ from .transports.base import CLOSED, OPEN, Link
 if TYPE_CHECKING:
     from .server import WebSocketServer
 
-__all__ = ["WebSocket", "decode_json", "encode_json", "peer_ip", "take_deferred"]
-
-
-#: ``orjson.loads``, bound once: compiled code would look the module attribute up on every message.
-_loads: Final = orjson.loads
-
-
-def encode_json(data: object) -> bytes:
-    """Encode ``data`` with orjson; pydantic models are dumped first."""
-    return JSON.encode(data)
-
-
-def decode_json(raw: bytes | str) -> Any:
-    """Decode one JSON document; raise ``InvalidJSONError`` if it is not valid."""
-    try:
-        return _loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidJSONError(f"invalid JSON: {exc.msg}") from None
+__all__ = ["WebSocket", "peer_ip", "take_deferred"]
 
 
 class WebSocket:
@@ -234,9 +217,7 @@ class WebSocket:
             self.message_size = len(raw)
             codec = self.codec
             try:
-                if text and not codec.text:
-                    raw.decode()
-                data = codec.decode(raw)
+                data = codec.decode_frame(raw, text)
             except ValueError as exc:
                 if text:
                     try:

@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 import pytest
+from models import Say
 from processes import free_port, wait_for_port
 from websockets.asyncio.client import ClientConnection, connect
 
-from aiows import BaseMessage, Router, WebSocket, WebSocketServer
+from aiows import Router, WebSocket, WebSocketServer
 from aiows.broadcast import RedisBackend
 from aiows.testing import TestClient, TestConnection
 
@@ -213,11 +214,6 @@ async def test_presence_of_a_crashed_process_expires(redis_server: RedisProcess)
     finally:
         crashing.kill()
         crashing.wait(timeout=10)
-
-
-class Say(BaseMessage):
-    room: str
-    text: str
 
 
 def room_server(redis_url: str) -> WebSocketServer:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from adding import Add, Sum
+from models import Add, Join, Sum
 from processes import free_port
 from test_broadcast_redis import RedisProcess, needs_redis, redis_server, start_chat, stop  # noqa: F401
 from websockets.asyncio.client import connect as websockets_connect
@@ -18,12 +18,6 @@ from aiows import AuthMiddleware, BaseMessage, Router, WebSocket, WebSocketServe
 from aiows.broadcast import MemoryBackend
 from aiows.exceptions import ConnectionError, RequestError, RequestTimeout
 from aiows.testing import TestClient
-
-
-class Join(BaseMessage):
-    room: str
-    offset: int | None = None
-    epoch: str | None = None
 
 
 def make_server(**options: Any) -> WebSocketServer:

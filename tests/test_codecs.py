@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ormsgpack
 import orjson
 import pytest
-from adding import Add, Sum
+from models import Add, Join, Sum
 from npm import npm_packages
 from websockets.asyncio.client import connect
 
@@ -24,13 +24,6 @@ from aiows.broadcast.memory import MemoryBackend
 from aiows.codecs import JSON, Codec, MsgPackCodec
 from aiows.options import OptionError
 from aiows.testing import TestClient
-
-
-class Join(BaseMessage):
-    type: Literal["join"] = "join"
-    room: str
-    offset: int | None = None
-    epoch: str | None = None
 
 
 def make_server(**options: Any) -> WebSocketServer:

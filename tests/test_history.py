@@ -15,23 +15,13 @@ from typing import Any
 
 import orjson
 import pytest
+from models import Join, Say
 
-from aiows import BaseMessage, Router, WebSocket, WebSocketServer
+from aiows import Router, WebSocket, WebSocketServer
 from aiows.broadcast import MemoryBackend
 from aiows.broadcast.base import Position
 from aiows.broadcast.history import history_payload, numbered
 from aiows.testing import TestClient, TestConnection
-
-
-class Join(BaseMessage):
-    room: str
-    offset: int | None = None
-    epoch: str | None = None
-
-
-class Say(BaseMessage):
-    room: str
-    text: str
 
 
 def chat_server(backend: MemoryBackend | None = None, **options: Any) -> WebSocketServer:

@@ -16,33 +16,23 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from models import Join, Say
 from processes import free_port
-from test_broadcast_redis import RedisProcess, needs_redis, redis_server, start_chat, stop  # noqa: F401
+from test_broadcast_redis import (  # noqa: F401
+    RedisProcess, backend_of, needs_redis, redis_server, start_chat, stop, wait_connected,
+)
 from websockets.asyncio.client import ClientConnection, connect
 
-from aiows import BaseMessage, Router, WebSocket, WebSocketServer
+from aiows import Router, WebSocket, WebSocketServer
 from aiows.broadcast import RedisBackend
 from aiows.exceptions import BackendUnavailable
 from aiows.testing import TestClient, TestConnection
 
 pytestmark = needs_redis
-
-
-class Join(BaseMessage):
-    room: str
-    offset: int | None = None
-    epoch: str | None = None
-
-
-class Say(BaseMessage):
-    room: str
-    text: str
 
 
 def history_server(redis_url: str, history_size: int = 100, **backend: Any) -> WebSocketServer:
@@ -69,19 +59,6 @@ def history_server(redis_url: str, history_size: int = 100, **backend: Any) -> W
     return server
 
 
-def backend_of(server: WebSocketServer) -> RedisBackend:
-    backend = server.hub.backend
-    assert isinstance(backend, RedisBackend)
-    return backend
-
-
-async def wait_connected(*servers: WebSocketServer, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while not all(backend_of(server).connected for server in servers):
-        assert time.monotonic() < end, "the servers did not connect to Redis"
-        await asyncio.sleep(0.02)
-
-
 async def join(ws: TestConnection, room: str, ref: int, position: dict[str, Any] | None = None) -> tuple[list[Any], bool]:
     """Join (from ``position``); the frames before the reply (the recovered ones) and whether it recovered."""
     frame: dict[str, Any] = {"type": "join", "room": room, "ref": ref}
@@ -100,7 +77,7 @@ async def join(ws: TestConnection, room: str, ref: int, position: dict[str, Any]
 async def test_recovery_across_a_disconnect_in_one_process(redis_server: RedisProcess) -> None:
     server = history_server(redis_server.url)
     async with TestClient(server) as client:
-        await wait_connected(server)
+        assert await wait_connected(server)
         async with client.connect() as ann:
             assert await join(ann, "r", 1) == ([], True)
             await server.broadcast({"n": 1}, room="r")
@@ -201,7 +178,7 @@ async def test_the_epoch_changes_after_flushall(redis_server: RedisProcess) -> N
 
     server = history_server(redis_server.url)
     async with TestClient(server) as client, client.connect() as live:
-        await wait_connected(server)
+        assert await wait_connected(server)
         await join(live, "r", 1)
         for n in range(3):
             await server.broadcast({"n": n}, room="r")
@@ -227,7 +204,7 @@ async def test_the_epoch_changes_after_flushall(redis_server: RedisProcess) -> N
 async def test_trimmed_history_gives_false(redis_server: RedisProcess) -> None:
     server = history_server(redis_server.url, history_size=3)
     async with TestClient(server) as client:
-        await wait_connected(server)
+        assert await wait_connected(server)
         epoch = (await server.room_position("r"))["epoch"]
         for n in range(1, 11):
             await server.broadcast({"n": n}, room="r")
@@ -241,7 +218,7 @@ async def test_trimmed_history_gives_false(redis_server: RedisProcess) -> None:
 async def test_history_ttl_on_redis(redis_server: RedisProcess) -> None:
     server = history_server(redis_server.url, history_ttl=0.5)
     async with TestClient(server) as client:
-        await wait_connected(server)
+        assert await wait_connected(server)
         await server.broadcast({"n": 1}, room="r")
         old = await server.room_position("r")
         await asyncio.sleep(0.7)  # the stream expired: a new epoch
@@ -256,7 +233,7 @@ async def test_publications_during_the_join_across_servers(redis_server: RedisPr
     Redis) while clients rejoin one of them from older offsets: every client sees each offset once, in order."""
     one, two = history_server(redis_server.url), history_server(redis_server.url)
     async with TestClient(one) as client_one, TestClient(two):
-        await wait_connected(one, two)
+        assert await wait_connected(one, two)
         epoch = (await one.room_position("busy"))["epoch"]
         stop_publishing = asyncio.Event()
 
@@ -301,7 +278,7 @@ async def test_missed_publications_are_read_after_a_reconnection(redis_server: R
 
     one, two = history_server(redis_server.url, client_name="one"), history_server(redis_server.url)
     async with TestClient(one) as client_one, TestClient(two):
-        await wait_connected(one, two)
+        assert await wait_connected(one, two)
         async with client_one.connect() as member:
             await join(member, "r", 1)
             await two.broadcast({"n": 1}, room="r")
@@ -355,7 +332,7 @@ async def test_member_counts_are_not_left_short_by_a_burst_of_joins(
 
     one, two = history_server(redis_server.url, 0), history_server(redis_server.url, 0)
     async with TestClient(one) as client_one, TestClient(two):
-        await wait_connected(one, two)
+        assert await wait_connected(one, two)
         backend = backend_of(one)
         redis = Redis.from_url(redis_server.url)
         try:
@@ -395,7 +372,7 @@ async def test_member_counts_are_not_left_short_by_a_burst_of_joins(
 async def test_presence_across_servers(redis_server: RedisProcess) -> None:
     one, two = history_server(redis_server.url, 0), history_server(redis_server.url, 0)
     async with TestClient(one) as client_one, TestClient(two) as client_two:
-        await wait_connected(one, two)
+        assert await wait_connected(one, two)
         async with client_one.connect("/?user=bob") as b1, client_two.connect("/?user=bob") as b2, \
                 client_two.connect("/?user=ann") as a, client_one.connect("/") as anonymous:  # fmt: skip
             for ref, ws in enumerate((b1, b2, a, anonymous)):

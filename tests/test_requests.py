@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from adding import Add, Sum
+from models import Add, Sum
 
 from aiows import BaseMessage, RateLimitingMiddleware, Router, WebSocket, WebSocketServer
 from aiows.exceptions import (

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from ..codecs import JSON, transcoded
-from ..websocket import encode_json
 from .base import History
 
 if TYPE_CHECKING:
@@ -67,9 +66,9 @@ def history_payload(data: object) -> bytes:
             raise ValueError("a broadcast payload given as bytes must be encoded JSON (UTF-8)") from None
     elif type(data) is dict:
         fields = data
-        payload = encode_json(data)
+        payload = JSON.encode(data)
     else:
-        payload = encode_json(data)
+        payload = JSON.encode(data)
         fields = orjson.loads(payload)
     if type(fields) is not dict:
         raise ValueError("a publication in a room with history must be a JSON object")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..codecs import JSON, Codec, transcoded
 from ..transports.base import OPEN
 from ..transports.core import binary_frame, text_frame
-from ..websocket import WebSocket, encode_json
+from ..websocket import WebSocket
 from .base import BroadcastBackend, Position, user_key, user_order
 from .history import RoomLog, history_payload
 
@@ -474,4 +474,4 @@ def encoded(data: object) -> bytes:
         except UnicodeDecodeError:
             raise ValueError("a broadcast payload given as bytes must be UTF-8 (encoded JSON)") from None
         return payload
-    return encode_json(data)
+    return JSON.encode(data)

@@ -94,7 +94,7 @@ def asyncapi_document(server: WebSocketServer) -> dict[str, Any]:
                 "type": "string",
                 "description": "The codec: the client's first offer the server has; none offered: "
                 + codecs[0].subprotocol,
-                "enum": [codec.subprotocol for codec in codecs],
+                "enum": list(server.options.subprotocols),
             }
         },
     }

@@ -181,8 +181,7 @@ async def serve_websocket(
         if reply is not None:
             await refuse(scope, send, reply)
             return
-        offered = [codec.subprotocol for codec in options.offered_codecs]
-        subprotocol = choose_subprotocol(scope.get("subprotocols") or (), offered)
+        subprotocol = choose_subprotocol(scope.get("subprotocols") or (), options.subprotocols)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         link = (
             ASGILink(send, options, request, peer)

@@ -190,7 +190,7 @@ class Front:
         self.compression = options.compression
         self.open_timeout = options.open_timeout
         #: The subprotocols of the codecs offered (``"aiows.json"``...), in the server's order.
-        self.subprotocols = [Subprotocol(codec.subprotocol) for codec in options.offered_codecs]
+        self.subprotocols = [Subprotocol(subprotocol) for subprotocol in options.subprotocols]
         #: ``ServerProtocol``'s ``select_subprotocol`` hook: the client's first offer among them.
         self.select_subprotocol = subprotocol_selector(self.subprotocols)
         interval = options.ping_interval

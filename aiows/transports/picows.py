@@ -114,7 +114,7 @@ class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
         if not link.batching:
             link.cork()
         try:
-            self._frame(link, frame)
+            self.handle_frame(link, frame)
         except Exception:  # aiows' own fault: say so, and end this connection only
             logger.exception("failed to handle a frame")
             link.fail(1011, "internal error")
@@ -122,7 +122,8 @@ class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
             if frame.last_in_buffer:
                 link.uncork()
 
-    def _frame(self, link: SocketLink, frame: WSFrame) -> None:
+    def handle_frame(self, link: SocketLink, frame: WSFrame) -> None:
+        """One frame from picows: RSV bits checked, data inflated and given to ``link``, close and pong handled."""
         msg_type = frame.msg_type
         kind = _KINDS.get(msg_type)
         if frame.rsv2 or frame.rsv3 or (frame.rsv1 and (self.extension is None or kind is None)):
@@ -132,7 +133,7 @@ class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
             extension = self.extension
             if extension is not None:
                 try:
-                    payload = self._inflate(extension, frame, payload, link.limits)
+                    payload = self.inflate(extension, frame, payload, link.limits)
                 except PayloadTooBig:
                     link.fail(1009, "message too big")
                     return
@@ -141,19 +142,21 @@ class PicowsListener(WSListener):  # type: ignore[misc,unused-ignore]
                     return
             link.data(kind, bool(frame.fin), payload)
         elif msg_type is _CLOSE:
-            self._close_frame(link, frame)
+            self.handle_close(link, frame)
         elif msg_type is _PONG:
             link.pong(frame.get_payload_as_bytes())
 
     @staticmethod
-    def _inflate(extension: Extension, frame: WSFrame, payload: bytes, limits: LinkLimits) -> bytes:
+    def inflate(extension: Extension, frame: WSFrame, payload: bytes, limits: LinkLimits) -> bytes:
+        """A compressed data frame's payload, inflated by ``websockets``' permessage-deflate extension."""
         decoded = extension.decode(
             Frame(_OPCODES[frame.msg_type], payload, frame.fin, frame.rsv1),
             max_size=limits.max_message_size or None,
         )
         return bytes(decoded.data)
 
-    def _close_frame(self, link: SocketLink, frame: WSFrame) -> None:
+    def handle_close(self, link: SocketLink, frame: WSFrame) -> None:
+        """The peer's close frame: its code checked, answered with the same code, then the connection closed."""
         if frame.payload_size == 0:
             code: int | None = None
             reason = ""

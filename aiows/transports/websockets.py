@@ -80,16 +80,16 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         events = protocol.events_received()
         link = self.link
         if link is None:
-            self._handshake(events)
+            self.handle_request(events)
         elif events:
-            self._frames(link, events)
+            self.handle_frames(link, events)
         writes = protocol.data_to_send()
         if writes:
-            self._write(writes)
+            self.write_out(writes)
 
     def eof_received(self) -> None:
         self.protocol.receive_eof()
-        self._write(self.protocol.data_to_send())
+        self.write_out(self.protocol.data_to_send())
 
     def connection_lost(self, exc: BaseException | None) -> None:
         front = self.front
@@ -111,7 +111,8 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
 
     # -- handshake and frames ---------------------------------------------
 
-    def _handshake(self, events: list[Any]) -> None:
+    def handle_request(self, events: list[Any]) -> None:
+        """The opening request: answered by the gate (HTTP), or accepted and handed over as a ``SocketLink``."""
         if not events:
             return  # the request has not fully arrived (or was malformed: websockets closes)
         request = events[0]
@@ -123,13 +124,13 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         upgrade = "websocket" in (value.lower() for value in headers.get_all("Upgrade"))
         reply = self.front.gate.admit(handshake, upgrade, self, self.peer)
         if reply is not None:
-            protocol.send_response(self._response(reply))
+            protocol.send_response(self.rejection(reply))
             return
         response = protocol.accept(request)
         protocol.send_response(response)
         if response.status_code != 101:
             return
-        self._write(protocol.data_to_send())  # the 101 goes out before anything the app writes
+        self.write_out(protocol.data_to_send())  # the 101 goes out before anything the app writes
         self.front.handshakes.discard(self)
         if self.open_timer is not None:
             self.open_timer.cancel()
@@ -140,9 +141,10 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         link.opened()
         self.front.gate.opened(link, self)
         if len(events) > 1:  # frames the client sent right behind its request
-            self._frames(link, events[1:])
+            self.handle_frames(link, events[1:])
 
-    def _response(self, reply: Reply) -> Any:
+    def rejection(self, reply: Reply) -> Any:
+        """``reply`` as the ``websockets`` response that refuses the upgrade."""
         response = self.protocol.reject(reply.status, "")
         response.body = reply.body
         headers = response.headers
@@ -154,7 +156,8 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
         headers["Content-Length"] = str(len(reply.body))
         return response
 
-    def _frames(self, link: SocketLink, events: list[Any]) -> None:
+    def handle_frames(self, link: SocketLink, events: list[Any]) -> None:
+        """The frames of one read, given to ``link`` while it is corked (its replies go out in one write)."""
         link.cork()
         for frame in events:
             opcode = frame.opcode
@@ -173,7 +176,8 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
                 link.pong(bytes(frame.data))
         link.uncork()
 
-    def _write(self, writes: list[bytes]) -> None:
+    def write_out(self, writes: list[bytes]) -> None:
+        """Write what ``websockets`` has to send; its end-of-stream marker closes the TCP connection."""
         transport = self.transport
         for data in writes:
             if data:
@@ -193,15 +197,15 @@ class WebsocketsProtocol(asyncio.BufferedProtocol):
 
     def send_close(self, code: int, reason: str) -> None:
         self.protocol.send_close(code, reason)
-        self._write(self.protocol.data_to_send())
+        self.write_out(self.protocol.data_to_send())
 
     def send_ping(self, data: bytes) -> None:
         self.protocol.send_ping(data)
-        self._write(self.protocol.data_to_send())
+        self.write_out(self.protocol.data_to_send())
 
     def fail(self, code: int, reason: str) -> None:
         self.protocol.fail(code, reason)
-        self._write(self.protocol.data_to_send())
+        self.write_out(self.protocol.data_to_send())
 
     def encode(self, payload: bytes, text: bool) -> bytes:
         if text:
